@@ -1,0 +1,424 @@
+"""Machinery shared by the two-tower estimators: feature encoding, the skorch net, embeddings, top-k.
+
+Public estimators (:mod:`skdssm.estimators`) add their loss, their targets and their verbs.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+
+from ._features import N_RESERVED, OOV, FeatureEncoder
+from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
+from ._utils import check_dataframe, derive_seed
+from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+EMBED_BATCH_SIZE = 4096
+SCORE_BATCH_SIZE = 1024
+
+_dims = [list, tuple]
+
+
+def embed(tower, inputs: dict, device) -> np.ndarray:
+    """Run a tower over encoded inputs in evaluation mode, in batches; float32 numpy output."""
+    was_training = tower.training
+    tower.eval()
+    chunks = []
+    with torch.no_grad():
+        for batch, _ in BatchLoader(InteractionDataset(inputs), batch_size=EMBED_BATCH_SIZE):
+            chunks.append(tower({k: v.to(device) for k, v in batch.items()}).float().cpu())
+    tower.train(was_training)
+    if not chunks:
+        return np.zeros((0, tower.output_dim), dtype=np.float32)
+    return torch.cat(chunks).numpy()
+
+
+def exact_topk(queries: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_matrix | None = None):
+    """Dot-product scores and positions of the ``k`` best ``items`` per query, best first.
+
+    Exact and chunked over queries; entries of ``exclude`` (a (n_queries, n_items) sparse matrix)
+    are skipped and a query with fewer than ``k`` eligible items gets ``-inf`` scores at the tail.
+    """
+    items = torch.as_tensor(items)
+    scores_out = np.empty((len(queries), k), dtype=np.float32)
+    index_out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), SCORE_BATCH_SIZE):
+        stop = min(start + SCORE_BATCH_SIZE, len(queries))
+        scores = torch.as_tensor(queries[start:stop]) @ items.T
+        if exclude is not None:
+            rows, cols = exclude[start:stop].nonzero()
+            scores[rows, cols] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        scores_out[start:stop] = top.values.numpy()
+        index_out[start:stop] = top.indices.numpy()
+    return scores_out, index_out
+
+
+class TwoTowerBase(BaseEstimator):
+    """Shared parts of :class:`DSSMRecommender` and :class:`TwoTowerRetriever` (not public)."""
+
+    _parameter_constraints: dict = {
+        "user_col": [str, Integral],
+        "item_col": [str, Integral],
+        "user_features": [StrOptions({"auto"}), list, tuple, None],
+        "item_features": [StrOptions({"auto"}), list, tuple, None],
+        "sequence_features": [list, tuple, None],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dims": _dims,
+        "item_hidden_dims": _dims + [None],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "batch_norm": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "dropout_position": [StrOptions({"after", "before"})],
+        "init": [StrOptions(set(INITIALIZERS))],
+        "activate_output": ["boolean"],
+        "normalize": ["boolean"],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_attention_layers": [Interval(Integral, 1, None, closed="left")],
+        "max_sequence_length": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "plateau"}), Callback, None],
+        "callbacks": [list, None],
+        "verbose": ["verbose"],
+        "id_dropout": [Interval(Real, 0, 1, closed="left")],
+        "mixed_precision": [StrOptions({"bf16", "fp16"}), None],
+        "gradient_checkpointing": ["boolean"],
+        "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
+        "random_state": ["random_state"],
+    }
+
+    # ----------------------------------------------------------- validation
+    def _check_tower_params(self) -> None:
+        dims = [self.hidden_dims] + ([self.item_hidden_dims] if self.item_hidden_dims else [])
+        for name, value in zip(("hidden_dims", "item_hidden_dims"), dims):
+            if len(value) == 0 or not all(isinstance(d, Integral) and d > 0 for d in value):
+                raise ValueError(f"{name} must be a non-empty sequence of positive ints; got {value!r}.")
+        if self.item_hidden_dims and self.item_hidden_dims[-1] != self.hidden_dims[-1]:
+            raise ValueError(
+                "The towers must output embeddings of the same size: hidden_dims ends with "
+                f"{self.hidden_dims[-1]} but item_hidden_dims ends with {self.item_hidden_dims[-1]}."
+            )
+        if self.sequence_features and self.embedding_dim % self.n_heads:
+            raise ValueError(
+                f"embedding_dim={self.embedding_dim} must be divisible by n_heads={self.n_heads} "
+                "for the self-attention over sequence_features."
+            )
+
+    def _device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(self.device)
+
+    def _check_precision(self) -> None:
+        if self.mixed_precision == "fp16" and not self._device().startswith("cuda"):
+            raise ValueError(
+                "mixed_precision='fp16' needs a CUDA device (float16 autocast with a gradient "
+                f"scaler); device is {self._device()!r}. Use mixed_precision='bf16' on CPU."
+            )
+
+    # -------------------------------------------------------------- encoding
+    def _fit_encoder(self, X: pd.DataFrame, *, sequence_features=None, **encoder_options) -> dict:
+        """Learn column roles and vocabularies from X; return its encoded arrays."""
+        sequences = self.sequence_features if sequence_features is None else sequence_features
+        self.feature_encoder_ = FeatureEncoder(
+            self.user_col, self.item_col, self.user_features, self.item_features, sequences,
+            self.max_sequence_length, **encoder_options,
+        ).fit(X)
+        return self._encode_pairs(X)
+
+    def _record_input(self, X: pd.DataFrame) -> None:
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+
+    def _augment_users(self, users: pd.DataFrame) -> pd.DataFrame:
+        """Add the user inputs the estimator generates itself (none here; profiles, histories
+        in TwoTowerRetriever) to a frame of user rows."""
+        return users
+
+    def _encode_pairs(self, X: pd.DataFrame) -> dict:
+        encoder = self.feature_encoder_
+        return {**encoder.encode(X, "user"), **encoder.encode(X, "item")}
+
+    def _ids_array(self, vocabulary: pd.Index, column: pd.Series) -> np.ndarray:
+        return pd.Series(vocabulary.to_numpy(), dtype=object).astype(column.dtype).to_numpy()
+
+    def _fit_catalogue(self, X: pd.DataFrame) -> None:
+        """Known users and items (features of their last row in X) and the pairs seen in fit."""
+        encoder = self.feature_encoder_
+        user_vocab = encoder.feature(self.user_col).vocabulary
+        item_vocab = encoder.feature(self.item_col).vocabulary
+        self.user_ids_ = self._ids_array(user_vocab, X[self.user_col])
+        self.item_ids_ = self._ids_array(item_vocab, X[self.item_col])
+        self.user_inputs_ = self._user_table(X)
+        self.item_inputs_ = self._last_rows_inputs(X, self.item_col, item_vocab, "item")
+        user_pos = user_vocab.get_indexer(pd.Index(X[self.user_col].to_numpy(dtype=object)))
+        item_pos = item_vocab.get_indexer(pd.Index(X[self.item_col].to_numpy(dtype=object)))
+        seen = sp.csr_matrix(
+            (np.ones(len(X), dtype=bool), (user_pos, item_pos)),
+            shape=(len(user_vocab), len(item_vocab)),
+        )
+        seen.sum_duplicates()
+        self.seen_items_ = seen
+
+    def _last_rows(self, X: pd.DataFrame, id_col, vocabulary: pd.Index) -> pd.DataFrame:
+        last = X.drop_duplicates(id_col, keep="last")
+        order = pd.Index(last[id_col].to_numpy(dtype=object)).get_indexer(vocabulary)
+        return last.iloc[order]
+
+    def _last_rows_inputs(self, X, id_col, vocabulary, side) -> dict:
+        return self.feature_encoder_.encode(self._last_rows(X, id_col, vocabulary), side)
+
+    def _user_table(self, X: pd.DataFrame) -> dict:
+        """Encoded inputs of every known user (rows aligned with ``user_ids_``)."""
+        vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
+        return self._last_rows_inputs(X, self.user_col, vocabulary, "user")
+
+    def _inputs_for(self, side: str, query) -> tuple[dict, np.ndarray]:
+        """Encoded inputs of ``query`` (ids or a DataFrame) and the known-id position of each row (-1)."""
+        id_col = self.user_col if side == "user" else self.item_col
+        known_ids = self.user_ids_ if side == "user" else self.item_ids_
+        stored = self.user_inputs_ if side == "user" else self.item_inputs_
+        if isinstance(query, pd.DataFrame):
+            if side == "user":
+                query = self._augment_users(query)
+            required = self.feature_encoder_.required_columns(side)
+            missing = [c for c in required if c not in query.columns]
+            if missing:
+                raise ValueError(
+                    f"Column {missing[0]!r} is missing from the {side} frame; it has columns "
+                    f"{list(query.columns)}. Pass every {side} feature column "
+                    f"({required}), or an array of {side} ids to use the features seen in fit."
+                )
+            positions = pd.Index(known_ids).get_indexer(pd.Index(query[id_col].to_numpy(dtype=object)))
+            return self.feature_encoder_.encode(query, side), positions
+        ids = np.asarray(query)
+        if ids.ndim != 1:
+            raise ValueError(f"{side} ids must be a 1-D array; got shape {ids.shape}.")
+        positions = pd.Index(known_ids).get_indexer(pd.Index(ids.astype(object)))
+        known = positions >= 0
+        inputs = {}
+        for key, table in stored.items():
+            rows = table[np.where(known, positions, 0)]
+            # Unknown ids: OOV codes for single-valued features, empty lists, zero dense values.
+            blank = OOV if (table.ndim == 1 and table.dtype.kind == "i") else 0
+            rows[~known] = blank
+            inputs[key] = rows
+        return inputs, positions
+
+    # ----------------------------------------------------------------- net
+    def _module_params(self) -> dict:
+        return {
+            "user_schema": self.feature_encoder_.schema("user"),
+            "item_schema": self.feature_encoder_.schema("item"),
+            "embedding_dim": self.embedding_dim,
+            "hidden_dims": tuple(self.hidden_dims),
+            "item_hidden_dims": tuple(self.item_hidden_dims) if self.item_hidden_dims else None,
+            "activation": self.activation,
+            "batch_norm": self.batch_norm,
+            "dropout": self.dropout,
+            "dropout_position": self.dropout_position,
+            "activate_output": self.activate_output,
+            "init": self.init,
+            "n_heads": self.n_heads,
+            "n_attention_layers": self.n_attention_layers,
+            "normalize": self.normalize,
+            "temperature": self.temperature,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "id_dropout": self.id_dropout,
+        }
+
+    def _callbacks(self, monitor: str, lower_is_better: bool, scoring: list) -> list:
+        callbacks = list(scoring) if self.early_stopping else []
+        if self.early_stopping:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor=monitor, lower_is_better=lower_is_better,
+                patience=self.n_iter_no_change, load_best=True)))
+        if self.lr_schedule == "cosine":
+            callbacks.append(("lr_schedule", LRScheduler(
+                "CosineAnnealingLR", T_max=self.max_epochs)))
+        elif self.lr_schedule == "plateau":
+            callbacks.append(("lr_schedule", LRScheduler(
+                "ReduceLROnPlateau", monitor="valid_loss" if self.early_stopping else "train_loss",
+                patience=1, factor=0.5)))
+        elif self.lr_schedule is not None:
+            callbacks.append(("lr_schedule", self.lr_schedule))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks + list(self.callbacks or [])
+
+    def _make_net(self, criterion, callbacks: list, seed: int, train_split) -> TwoTowerNet:
+        optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
+        return TwoTowerNet(
+            module=TwoTowerModule,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=BatchLoader,
+            iterator_valid=BatchLoader,
+            iterator_train__shuffle=True,
+            iterator_train__seed=seed,
+            train_split=train_split if self.early_stopping else None,
+            callbacks=callbacks,
+            device=self._device(),
+            verbose=self.verbose,
+            mixed_precision=self.mixed_precision,
+            **{f"module__{k}": v for k, v in self._module_params().items()},
+            **({"optimizer__weight_decay": self.weight_decay} if self.weight_decay else {}),
+        )
+
+    def _train(self, net: TwoTowerNet, arrays: dict, y, seed: int) -> None:
+        """Fit the skorch net with every source of randomness seeded, leaving global RNGs alone."""
+        devices = [torch.cuda.current_device()] if net.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            net.fit(arrays, y)
+        self.net_ = net
+        self.history_ = net.history
+
+    def _seed(self) -> int:
+        return derive_seed(self.random_state)
+
+    # ----------------------------------------------------------- embeddings
+    def _embed(self, side: str, inputs: dict) -> np.ndarray:
+        module = self.net_.module_
+        tower = module.user_tower if side == "user" else module.item_tower
+        return embed(tower, inputs, self.net_.device)
+
+    def transform_users(self, users) -> np.ndarray:
+        """Embeddings of users, one row per id (or per row of a users frame).
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            Ids are looked up in the users seen in fit (their features from their last row); an
+            unseen id gets the out-of-vocabulary embedding and no features. A DataFrame must hold
+            ``user_col`` and every user feature column; its features are used as given, so new
+            users are embedded from their features (cold start).
+
+        Returns
+        -------
+        ndarray of shape (n_users, embedding_size)
+            L2-normalised when ``normalize=True``.
+        """
+        check_is_fitted(self)
+        return self._embed("user", self._inputs_for("user", users)[0])
+
+    def transform_items(self, items=None) -> np.ndarray:
+        """Embeddings of items: the fitted catalogue (``items=None``, rows aligned with ``item_ids_``),
+        an array of item ids, or a DataFrame holding ``item_col`` and the item feature columns."""
+        check_is_fitted(self)
+        if items is None:
+            return self.item_embeddings_
+        return self._embed("item", self._inputs_for("item", items)[0])
+
+    def _fit_item_embeddings(self) -> None:
+        self.item_embeddings_ = self._embed("item", self.item_inputs_)
+
+    def export_embeddings(self, path) -> None:
+        """Write the user and item embeddings of everything seen in fit, with their ids.
+
+        ``.npz``: arrays ``user_ids``, ``user_embeddings``, ``item_ids``, ``item_embeddings``
+        (``numpy.load``). ``.parquet``: one table with columns ``entity`` ("user"/"item"), ``id``
+        and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as strings when user and item ids have
+        different types).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination ending in ``.npz`` or ``.parquet``.
+        """
+        check_is_fitted(self)
+        path = str(path)
+        users = self.transform_users(self.user_ids_)
+        if path.endswith(".npz"):
+            np.savez(path, user_ids=self.user_ids_, user_embeddings=users,
+                     item_ids=self.item_ids_, item_embeddings=self.item_embeddings_)
+        elif path.endswith(".parquet"):
+            same_type = self.user_ids_.dtype == self.item_ids_.dtype
+            frames = []
+            for entity, ids, vectors in (("user", self.user_ids_, users),
+                                         ("item", self.item_ids_, self.item_embeddings_)):
+                frame = pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
+                frame.insert(0, "id", ids if same_type else ids.astype(str))
+                frame.insert(0, "entity", entity)
+                frames.append(frame)
+            pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
+        else:
+            raise ValueError(f"path must end with '.npz' or '.parquet'; got {path!r}.")
+
+    # ------------------------------------------------------------------ top-k
+    def _check_k(self, k) -> int:
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive int; got {k!r}.")
+        n_items = len(self.item_ids_)
+        if k > n_items:
+            raise ValueError(
+                f"Expected k <= number of items in the catalogue, but k = {k} and the catalogue "
+                f"has {n_items} items."
+            )
+        return int(k)
+
+    def _exclusions(self, positions: np.ndarray) -> sp.csr_matrix:
+        """Seen-in-fit items of each query row (empty rows for users unknown to fit)."""
+        known = positions >= 0
+        rows = self.seen_items_[np.where(known, positions, 0)]
+        return sp.diags(known.astype(np.float32)) @ rows.astype(np.float32)
+
+    def predict_topk(self, users, k: int = 10, exclude_seen: bool = True,
+                     return_scores: bool = False, fill_value=None):
+        """Ids of the ``k`` best items of the catalogue for each user, best first.
+
+        The whole fitted catalogue is ranked by the dot product of user and item embeddings
+        (the cosine when ``normalize=True``), one matrix product per chunk of users.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As in :meth:`transform_users`.
+        k : int, default=10
+            Number of items per user; at most the catalogue size.
+        exclude_seen : bool, default=True
+            Leave out the items each user had in the data passed to ``fit``.
+        return_scores : bool, default=False
+            Also return the scores (the cosine / dot product) of the returned items.
+        fill_value : object, default=None
+            Users with fewer than ``k`` eligible items (they saw almost the whole catalogue) get
+            ``fill_value`` in the remaining slots and a score of ``-inf``; with the default None
+            the returned array then has dtype object.
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_users, k)
+        scores : ndarray of shape (n_users, k), only when ``return_scores=True``
+        """
+        check_is_fitted(self)
+        k = self._check_k(k)
+        inputs, positions = self._inputs_for("user", users)
+        queries = self._embed("user", inputs)
+        exclude = self._exclusions(positions) if exclude_seen else None
+        scores, index = exact_topk(queries, self.item_embeddings_, k, exclude)
+        ids = self.item_ids_[index]
+        short = ~np.isfinite(scores)
+        if short.any():
+            ids = ids.astype(object) if fill_value is None else ids
+            ids[short] = fill_value
+        return (ids, scores) if return_scores else ids

@@ -1,0 +1,288 @@
+"""DSSMRecommender: a two-tower model of labelled (user, item) pairs (designs 1 and 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import roc_auc_score
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from skorch.callbacks import EpochScoring
+from torch import nn
+
+from ._base import TwoTowerBase
+from ._skorch import SAMPLE_WEIGHT, ValidationSplit
+from ._utils import check_dataframe
+from .losses import binary_cross_entropy, remove_accidental_hits, sampled_softmax_loss
+
+
+class PairLoss(nn.Module):
+    """Criterion of :class:`DSSMRecommender` over a batch of labelled (user, item) pairs.
+
+    ``"bce"``: binary cross-entropy with logits on every pair (design 2), weighted by
+    ``sample_weight``. ``"softmax"``: each positive pair is classified against every item of the
+    batch (design 1's cross-entropy over in-batch candidates); the other rows holding the same
+    item are not counted as negatives.
+    """
+
+    def __init__(self, loss: str = "bce", item_key: str = "item:item_id"):
+        super().__init__()
+        self.loss = loss
+        self.item_key = item_key
+
+    def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
+        logits, user, item = y_pred
+        weight = X.get(SAMPLE_WEIGHT)
+        if self.loss == "bce":
+            return binary_cross_entropy(logits, y_true, weight)
+        rows = torch.nonzero(y_true > 0.5).squeeze(1)
+        if len(rows) == 0:
+            return logits.sum() * 0.0
+        item_ids = X[self.item_key]
+        matrix = remove_accidental_hits(module.score_matrix(user[rows], item), item_ids[rows],
+                                        item_ids, positive_columns=rows)
+        return sampled_softmax_loss(matrix, positive_columns=rows,
+                                    weight=None if weight is None else weight[rows])
+
+
+def _valid_roc_auc(net, X, y) -> float:
+    """ROC AUC of the validation rows (skorch caches the logits of the validation pass)."""
+    return roc_auc_score(y, net.forward_logits(X))
+
+
+class DSSMRecommender(ClassifierMixin, TwoTowerBase):
+    """Two-tower (DSSM) model of labelled (user, item) pairs, trained through skorch.
+
+    X is a DataFrame with one row per (user, item) pair: the id columns and feature columns. Each
+    column goes to the user or the item tower (``"auto"``: constant within each user id -> user
+    feature, within each item id -> item feature) and is encoded by dtype: strings, categoricals and
+    integer codes are embedded (vocabulary learned in fit; unseen values map to an
+    out-of-vocabulary slot, never an error); floats go through a dense branch (Linear + ReLU);
+    list cells (genres) and padded blocks ``name[0..L-1]`` are multi-valued features, embedded and
+    mean-pooled with the padding masked; ``sequence_features`` (the user's behaviour as item ids)
+    go through self-attention. The parts of a tower are concatenated, LayerNorm-ed and passed
+    through an MLP; outputs are L2-normalised and a pair's logit is their cosine divided by
+    ``temperature`` (plus a learned global bias).
+
+    Parameters
+    ----------
+    user_col, item_col : str, default="user_id", "item_id"
+        Id columns. Ids are embedded like any categorical feature.
+    user_features, item_features : "auto" or list of str, default="auto"
+        Columns (or padded-block names) for each tower. With ``"auto"`` the remaining columns are
+        assigned by constancy; a column constant within neither id is a ValueError.
+    sequence_features : list of str, default=None
+        Columns of ordered item-id lists (or padded blocks) describing the user's behaviour.
+    embedding_dim : int, default=32
+        Width of every embedding.
+    hidden_dims : tuple of int, default=(256, 256, 256)
+        User-tower MLP widths; the last is the embedding size.
+    item_hidden_dims : tuple of int, default=None
+        Item-tower MLP widths (a lighter tower, design 1); None uses ``hidden_dims``.
+    activation : {"relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"}, default="tanh"
+    batch_norm : bool, default=False
+        BatchNorm after each hidden Linear.
+    dropout : float, default=0.1
+    dropout_position : {"after", "before"}, default="after"
+        Dropout after each hidden activation, or before each Linear (design 2's fourth structure).
+    init : {"default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform", "orthogonal"}
+        Initialisation of the Linear weights ("default" keeps PyTorch's).
+    activate_output : bool, default=False
+        Apply BatchNorm/activation to the last layer too (design 2's structures do; off by default
+        because an activation right before L2 normalisation restricts the embedding space).
+    normalize : bool, default=True
+        L2-normalise both towers' outputs (dot product = cosine).
+    temperature : float, default=0.1
+        Logits are ``cosine / temperature``.
+    n_heads, n_attention_layers : int, default=2, 1
+        Self-attention over ``sequence_features``.
+    max_sequence_length : int, default=50
+        Longer sequences keep their most recent items.
+    loss : {"bce", "softmax"}, default="bce"
+        ``"bce"``: BCE with logits on each pair. ``"softmax"``: cross-entropy of each positive pair
+        against the other items in the batch.
+    max_epochs, batch_size, lr : int, int, float, default=20, 512, 1e-3
+    optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
+    weight_decay : float, default=0.0
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows (stratified), score ROC AUC on them each epoch
+        and stop after ``n_iter_no_change`` epochs without improvement, restoring the best weights
+        (skorch ``EarlyStopping``).
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=3
+    lr_schedule : {"cosine", "plateau"}, skorch callback or None, default=None
+        A skorch ``LRScheduler`` (cosine annealing over ``max_epochs`` or reduce-on-plateau).
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+    id_dropout : float, default=0.0
+        Probability of hiding a user or item id (replacing it by the out-of-vocabulary code)
+        during training, so that ids unseen in fit are served from their features.
+    mixed_precision : {"bf16", "fp16"} or None, default=None
+        Train and predict under ``torch.autocast`` ("fp16" needs CUDA and adds a gradient scaler).
+    gradient_checkpointing : bool, default=False
+        Recompute tower activations in the backward pass (less memory, more compute).
+    verbose : int, default=0
+        ``>= 1`` shows a progress bar and the per-epoch table (loss, valid AUC).
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
+        identical predictions.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two labels; ``classes_[1]`` is the positive one.
+    net_ : skorch.NeuralNet
+        The fitted net (``net_.module_`` holds the towers).
+    history_ : skorch.History
+        Per-epoch losses and validation AUC.
+    n_features_in_, feature_names_in_
+        Columns of the X passed to fit.
+    user_ids_, item_ids_ : ndarray
+        Users and items seen in fit; ``item_ids_`` is the catalogue ranked by ``predict_topk``.
+    item_embeddings_ : ndarray of shape (n_items, embedding_size)
+    seen_items_ : scipy.sparse.csr_matrix of shape (n_users, n_items)
+        The pairs of X (rows aligned with ``user_ids_``, columns with ``item_ids_``).
+    feature_encoder_ : object
+        Column roles, kinds and vocabularies learned in fit.
+
+    Examples
+    --------
+    >>> from skdssm.datasets import make_interactions
+    >>> from skdssm import DSSMRecommender
+    >>> data = make_interactions(n_users=60, n_items=40, random_state=0)
+    >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+    >>> model = DSSMRecommender(hidden_dims=(32, 16), max_epochs=2, random_state=0).fit(X, y)
+    >>> model.predict_topk([1, 2], k=3).shape
+    (2, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **TwoTowerBase._parameter_constraints,
+        "loss": [StrOptions({"bce", "softmax"})],
+    }
+
+    def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
+                 item_features="auto", sequence_features=None, embedding_dim=32,
+                 hidden_dims=(256, 256, 256), item_hidden_dims=None, activation="tanh",
+                 batch_norm=False, dropout=0.1, dropout_position="after", init="default",
+                 activate_output=False, normalize=True, temperature=0.1, n_heads=2,
+                 n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=20,
+                 batch_size=512, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
+                 lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
+                 gradient_checkpointing=False, verbose=0, device="cpu", random_state=None):
+        self.user_col = user_col
+        self.item_col = item_col
+        self.user_features = user_features
+        self.item_features = item_features
+        self.sequence_features = sequence_features
+        self.embedding_dim = embedding_dim
+        self.hidden_dims = hidden_dims
+        self.item_hidden_dims = item_hidden_dims
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.dropout_position = dropout_position
+        self.init = init
+        self.activate_output = activate_output
+        self.normalize = normalize
+        self.temperature = temperature
+        self.n_heads = n_heads
+        self.n_attention_layers = n_attention_layers
+        self.max_sequence_length = max_sequence_length
+        self.loss = loss
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.lr_schedule = lr_schedule
+        self.callbacks = callbacks
+        self.id_dropout = id_dropout
+        self.mixed_precision = mixed_precision
+        self.gradient_checkpointing = gradient_checkpointing
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    def _check_y(self, X: pd.DataFrame, y) -> np.ndarray:
+        if y is None:
+            raise ValueError("DSSMRecommender needs y: one binary label per row of X.")
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(
+                f"y must be 1-D with one label per row of X; got shape {y.shape} for {len(X)} rows."
+            )
+        if pd.isna(y).any():
+            raise ValueError("y contains missing values; every row of X needs a label.")
+        target_type = type_of_target(y, input_name="y")
+        self.classes_ = np.unique(y)
+        if target_type != "binary" or len(self.classes_) != 2:
+            raise ValueError(
+                f"y must hold exactly two classes (e.g. 0/1 or liked/disliked); got {target_type} "
+                f"with classes {self.classes_[:10].tolist()}."
+            )
+        return (y == self.classes_[1]).astype(np.float32)
+
+    def fit(self, X: pd.DataFrame, y, sample_weight=None) -> DSSMRecommender:
+        """Learn vocabularies and both towers from labelled pairs.
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_pairs, n_columns)
+            One row per (user, item) pair: ``user_col``, ``item_col`` and feature columns.
+        y : array-like of shape (n_pairs,)
+            Binary labels (any two classes; ``classes_[1]`` counts as positive).
+        sample_weight : array-like of shape (n_pairs,), default=None
+            Per-pair weights of the loss.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_tower_params()
+        self._check_precision()
+        X = check_dataframe(X)
+        target = self._check_y(X, y)
+        self._record_input(X)
+        arrays = self._fit_encoder(X)
+        if sample_weight is not None:
+            arrays[SAMPLE_WEIGHT] = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        seed = self._seed()
+        scoring = [("valid_auc", EpochScoring(_valid_roc_auc, lower_is_better=False,
+                                              name="valid_auc", use_caching=True))]
+        net = self._make_net(
+            PairLoss, self._callbacks("valid_auc", False, scoring), seed,
+            ValidationSplit(self.validation_fraction, seed, stratify=True),
+        )
+        net.set_params(criterion__loss=self.loss, criterion__item_key=f"item:{self.item_col}")
+        self._train(net, arrays, target, seed)
+        self._fit_catalogue(X)
+        self._fit_item_embeddings()
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Logit of each (user, item) row of X: ``cosine / temperature + bias``."""
+        check_is_fitted(self)
+        X = check_dataframe(X)
+        return self.net_.forward_logits(self._encode_pairs(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probability of each class for each row of X (sigmoid of the logit).
+
+        The probabilities are calibrated by training only with ``loss="bce"``; with
+        ``loss="softmax"`` they order pairs well but their level is arbitrary.
+        """
+        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X).astype(np.float64)))
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Most likely class of each row of X."""
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]

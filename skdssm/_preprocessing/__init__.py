@@ -1,0 +1,1 @@
+"""Private implementation of :mod:`skdssm.preprocessing`; import from there."""

@@ -1,0 +1,179 @@
+"""skorch plumbing shared by the estimators: dataset, mini-batch loader, validation split, net.
+
+skorch owns the training loop, history, callbacks and parameter routing. This module only
+overrides the documented hooks: the dataset is indexed a whole mini-batch at a time (skorch's
+default ``DataLoader`` would index and collate sample by sample, which dominates the cost of a
+small two-tower model), the validation split is seeded and stratified, and ``get_loss`` hands the
+module's outputs, the targets and the batch to the criterion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
+
+SAMPLE_WEIGHT = "sample_weight"
+
+
+class InteractionDataset(torch.utils.data.Dataset):
+    """Named feature arrays (one row per interaction) and an optional target.
+
+    ``X`` and ``y`` stay available as attributes (skorch's scoring callbacks read them); indexing
+    with an index tensor returns a whole batch ``(dict of tensors, target tensor)``.
+    """
+
+    def __init__(self, X: dict, y=None):
+        self.X = X
+        self.y = y
+        self._tensors = {key: torch.as_tensor(value) for key, value in X.items()}
+        self._target = torch.as_tensor(np.asarray(y, dtype=np.float32)) if y is not None else None
+        lengths = {len(v) for v in self._tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"All feature arrays must have the same length; got {sorted(lengths)}.")
+        self._length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        batch = {key: value[index] for key, value in self._tensors.items()}
+        target = self._target[index] if self._target is not None else torch.zeros(0)
+        return batch, target
+
+    def subset(self, index: np.ndarray) -> InteractionDataset:
+        return InteractionDataset(
+            {key: value[index] for key, value in self.X.items()},
+            None if self.y is None else np.asarray(self.y)[index],
+        )
+
+
+class BatchLoader:
+    """Iterate over mini-batches by slicing every tensor at once; seeded shuffling.
+
+    Used as skorch's ``iterator_train`` / ``iterator_valid``: skorch calls it with the dataset and
+    ``batch_size`` (plus ``shuffle`` / ``seed`` routed as ``iterator_train__shuffle`` etc.).
+    """
+
+    def __init__(self, dataset: InteractionDataset, batch_size: int = 256, shuffle: bool = False,
+                 seed: int | None = None, drop_last: bool = False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator()
+        self.generator.manual_seed(0 if seed is None else seed)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        stop = n - n % self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            yield self.dataset[order[start:start + self.batch_size]]
+
+
+class ValidationSplit:
+    """skorch ``train_split``: hold out a seeded, optionally stratified fraction of the rows."""
+
+    def __init__(self, fraction: float, seed: int, stratify: bool = True):
+        self.fraction = fraction
+        self.seed = seed
+        self.stratify = stratify
+
+    def __call__(self, dataset: InteractionDataset, y=None, **fit_params):
+        rows = np.arange(len(dataset))
+        labels = dataset.y if self.stratify else None
+        train, valid = train_test_split(rows, test_size=self.fraction, random_state=self.seed,
+                                        stratify=labels)
+        return dataset.subset(np.sort(train)), dataset.subset(np.sort(valid))
+
+
+class FixedSplit:
+    """skorch ``train_split`` returning precomputed row sets (e.g. a per-user holdout)."""
+
+    def __init__(self, train_index: np.ndarray, valid_index: np.ndarray):
+        self.train_index = train_index
+        self.valid_index = valid_index
+
+    def __call__(self, dataset: InteractionDataset, y=None, **fit_params):
+        return dataset.subset(self.train_index), dataset.subset(self.valid_index)
+
+
+class TwoTowerNet(NeuralNet):
+    """``NeuralNet`` whose criterion sees the module outputs, the target, the batch and the module.
+
+    The module returns ``(logits, user_embeddings, item_embeddings)``; the criterion (an
+    ``nn.Module`` from the estimator) decides how to turn them into a loss, so pointwise,
+    pairwise and in-batch losses share one net.
+
+    ``mixed_precision`` ("bf16" or "fp16") runs the forward pass and the loss under
+    ``torch.autocast``; "fp16" also scales the loss with a ``GradScaler`` (CUDA only), so small
+    gradients do not underflow.
+    """
+
+    def __init__(self, *args, mixed_precision=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixed_precision = mixed_precision
+
+    def initialize(self):
+        super().initialize()
+        enabled = self.mixed_precision == "fp16"
+        self.grad_scaler_ = torch.amp.GradScaler("cuda", enabled=enabled) if enabled else None
+        return self
+
+    def _autocast(self):
+        if self.mixed_precision is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
+
+    def get_dataset(self, X, y=None):
+        if isinstance(X, InteractionDataset):
+            return X
+        return InteractionDataset(X, y)
+
+    def infer(self, x, **fit_params):
+        with self._autocast():
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        with self._autocast():
+            return self.criterion_(y_pred, y_true, X, self.module_)
+
+    def train_step_single(self, batch, **fit_params):
+        if self.grad_scaler_ is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        if self.grad_scaler_ is None:
+            return super().train_step(batch, **fit_params)
+        # GradScaler.step takes no closure, so the step is taken here instead of via
+        # optimizer.step(closure); skorch's hooks (on_grad_computed) still run.
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
+        for name in self._optimizers:
+            self.grad_scaler_.step(getattr(self, name + "_"))
+        self.grad_scaler_.update()
+        return step
+
+    def forward_logits(self, X) -> np.ndarray:
+        """Logits of every row of ``X`` (batched, evaluation mode)."""
+        chunks = [out[0] for out in self.forward_iter(X, training=False)]
+        return torch.cat(chunks).float().numpy() if chunks else np.zeros(0, dtype=np.float32)

@@ -1,0 +1,239 @@
+"""PyTorch building blocks of the towers: MLP, masked pooling, sequence encoder, tower, two-tower module.
+
+The towers know nothing of losses, samplers or indexes: they turn a dict of encoded feature tensors
+(see :mod:`skdssm._features`) into one embedding per row.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ._features import OOV, PAD, TowerSchema
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+}
+
+INITIALIZERS = {
+    "default": None,
+    "xavier_normal": nn.init.xavier_normal_,
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "kaiming_normal": partial(nn.init.kaiming_normal_, nonlinearity="relu"),
+    "kaiming_uniform": partial(nn.init.kaiming_uniform_, nonlinearity="relu"),
+    "orthogonal": nn.init.orthogonal_,
+}
+
+
+def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=0.0,
+             dropout_position="after", activate_output=False, init="default") -> nn.Sequential:
+    """Stack ``Linear`` layers of widths ``dims``; the last one is linear unless ``activate_output``.
+
+    Each hidden layer is ``[Dropout] Linear [BatchNorm] activation [Dropout]``: dropout sits before
+    the Linear (``dropout_position="before"``) or after the activation (``"after"``). The output
+    layer gets no BatchNorm, activation or dropout by default, because an activation right before
+    L2 normalisation (ReLU makes every embedding non-negative) cripples cosine scores.
+    """
+    layers = []
+    for i, width in enumerate(dims):
+        is_output = i == len(dims) - 1
+        if dropout and dropout_position == "before":
+            layers.append(nn.Dropout(dropout))
+        linear = nn.Linear(in_dim, width)
+        if INITIALIZERS[init] is not None:
+            INITIALIZERS[init](linear.weight)
+            nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not is_output or activate_output:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout and dropout_position == "after" and not is_output:
+                layers.append(nn.Dropout(dropout))
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (B, L, d) over positions where ``mask`` (B, L) is True; zeros if none."""
+    mask = mask.unsqueeze(-1).to(values.dtype)
+    return (values * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class SequenceEncoder(nn.Module):
+    """Behaviour sequence -> vector: item + position embeddings, self-attention blocks, mean pooling.
+
+    Each block is multi-head self-attention with a residual connection and LayerNorm (design 1);
+    padding (code 0) is masked in attention and in the pooling.
+    """
+
+    def __init__(self, cardinality: int, max_len: int, dim: int, n_heads: int = 2,
+                 n_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.items = nn.Embedding(cardinality, dim, padding_idx=PAD)
+        self.positions = nn.Embedding(max_len, dim)
+        self.attention = nn.ModuleList(
+            nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
+            for _ in range(n_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(n_layers))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        valid = codes != PAD
+        # A row with no item would make attention softmax over nothing (NaN); let it attend to
+        # its first (padding) slot instead. Its pooled output is still zero.
+        key_padding = ~valid
+        key_padding[:, 0] &= valid.any(1)
+        positions = torch.arange(codes.shape[1], device=codes.device)
+        hidden = self.items(codes) + self.positions(positions)
+        for attention, norm in zip(self.attention, self.norms):
+            attended, _ = attention(hidden, hidden, hidden, key_padding_mask=key_padding,
+                                    need_weights=False)
+            hidden = norm(hidden + attended)
+        return masked_mean(hidden, valid)
+
+
+class Tower(nn.Module):
+    """One tower: embeddings of every input, concatenated and LayerNorm-ed, then an MLP.
+
+    Parameters
+    ----------
+    schema : TowerSchema
+        Inputs of this side (from the fitted feature encoder).
+    side : {"user", "item"}
+        Prefix of this tower's keys in the batch dict (``"user:gender"``, ``"user:dense"``).
+    embedding_dim : int
+        Width of every embedding and of the dense branch.
+    hidden_dims : sequence of int
+        MLP widths; the last one is the output embedding size.
+    normalize : bool
+        L2-normalise the output, so a dot product is a cosine.
+    gradient_checkpointing : bool
+        Recompute the MLP and attention activations in the backward pass instead of storing them
+        (``torch.utils.checkpoint``): less memory, more compute.
+    id_dropout : float
+        In training, replace each id by the out-of-vocabulary code with this probability, so the
+        tower learns to serve ids it has never seen (cold start) from the other features.
+
+    The out-of-vocabulary rows of every embedding start at zero: an unseen value contributes
+    nothing until id dropout (if any) trains that row.
+    """
+
+    def __init__(self, schema: TowerSchema, side: str, *, embedding_dim=32, hidden_dims=(64,),
+                 activation="relu", batch_norm=False, dropout=0.0, dropout_position="after",
+                 activate_output=False, init="default", n_heads=2, n_attention_layers=1,
+                 normalize=True, gradient_checkpointing=False, id_dropout=0.0):
+        super().__init__()
+        self.side = side
+        self.normalize = normalize
+        self.gradient_checkpointing = gradient_checkpointing
+        self.id_dropout = id_dropout
+        self.id_names = set(schema.ids)
+        # ModuleDict keys cannot hold arbitrary column names, so modules are kept in lists.
+        self.categorical_names = list(schema.categorical)
+        self.categorical = nn.ModuleList(
+            nn.Embedding(card, embedding_dim, padding_idx=PAD) for card in schema.categorical.values()
+        )
+        self.multi_names = list(schema.multi)
+        self.multi = nn.ModuleList(
+            nn.Embedding(card, embedding_dim, padding_idx=PAD) for card in schema.multi.values()
+        )
+        self.sequence_names = list(schema.sequence)
+        self.sequences = nn.ModuleList(
+            SequenceEncoder(card, max_len, embedding_dim, n_heads, n_attention_layers, dropout)
+            for card, max_len in schema.sequence.values()
+        )
+        with torch.no_grad():
+            for embedding in [*self.categorical, *self.multi]:
+                embedding.weight[OOV].zero_()
+        self.dense = (
+            nn.Sequential(nn.Linear(schema.n_dense, embedding_dim), nn.ReLU())
+            if schema.n_dense else None
+        )
+        n_parts = len(self.categorical) + len(self.multi) + len(self.sequences) + bool(self.dense)
+        if n_parts == 0:
+            raise ValueError(f"The {side} tower has no input features.")
+        in_dim = n_parts * embedding_dim
+        self.input_norm = nn.LayerNorm(in_dim)
+        self.mlp = make_mlp(in_dim, hidden_dims, activation=activation, batch_norm=batch_norm,
+                            dropout=dropout, dropout_position=dropout_position,
+                            activate_output=activate_output, init=init)
+        self.output_dim = hidden_dims[-1]
+
+    def _key(self, name: str) -> str:
+        return f"{self.side}:{name}"
+
+    def _run(self, module: nn.Module, *args):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def _drop_ids(self, name: str, codes: torch.Tensor) -> torch.Tensor:
+        if self.training and self.id_dropout and name in self.id_names:
+            drop = torch.rand(codes.shape, device=codes.device) < self.id_dropout
+            return codes.masked_fill(drop, OOV)
+        return codes
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        parts = [emb(self._drop_ids(n, inputs[self._key(n)]))
+                 for n, emb in zip(self.categorical_names, self.categorical)]
+        for name, emb in zip(self.multi_names, self.multi):
+            codes = inputs[self._key(name)]
+            parts.append(masked_mean(emb(codes), codes != PAD))
+        for name, encoder in zip(self.sequence_names, self.sequences):
+            parts.append(self._run(encoder, inputs[self._key(name)]))
+        if self.dense is not None:
+            parts.append(self.dense(inputs[self._key("dense")]))
+        hidden = self._run(self.mlp, self.input_norm(torch.cat(parts, dim=-1)))
+        return F.normalize(hidden, dim=-1) if self.normalize else hidden
+
+
+class TwoTowerModule(nn.Module):
+    """User tower and item tower; the score of a pair is ``<u, v> / temperature + bias``.
+
+    With ``normalize=True`` the dot product is a cosine in [-1, 1]; dividing by a small
+    ``temperature`` widens it so that a sigmoid (BCE) or softmax can reach confident
+    probabilities. The temperature is a fixed hyper-parameter (searchable in GridSearchCV) rather
+    than a learned scale, so that runs stay comparable and the cosine geometry that the hnswlib
+    index relies on is untouched. ``bias`` is a learned global offset (the base rate for BCE); it
+    does not change any ranking.
+
+    ``forward`` returns ``(logits, user_embeddings, item_embeddings)`` for the rows of a batch.
+    """
+
+    def __init__(self, user_schema: TowerSchema, item_schema: TowerSchema, *, hidden_dims=(64,),
+                 item_hidden_dims=None, temperature=0.1, **tower_params):
+        super().__init__()
+        self.user_tower = Tower(user_schema, "user", hidden_dims=hidden_dims, **tower_params)
+        self.item_tower = Tower(item_schema, "item", hidden_dims=item_hidden_dims or hidden_dims,
+                                **tower_params)
+        self.temperature = temperature
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def score(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits of aligned pairs, (B,): ``(u * v).sum(-1) / temperature + bias``."""
+        return (user_embeddings * item_embeddings).sum(-1) / self.temperature + self.bias
+
+    def score_matrix(self, user_embeddings: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Logits of users against candidates: shared candidates (C, d) give (B, C); per-row
+        candidates (B, N, d) give (B, N). Same scale and bias as :meth:`score`."""
+        if candidates.dim() == 2:
+            dots = user_embeddings @ candidates.T
+        else:
+            dots = torch.einsum("bd,bnd->bn", user_embeddings, candidates)
+        return dots / self.temperature + self.bias
+
+    def forward(self, **batch):
+        user = self.user_tower(batch)
+        item = self.item_tower(batch)
+        return self.score(user, item), user, item

@@ -1,0 +1,218 @@
+"""DSSMRecommender: behaviour a user relies on, on small synthetic data with a planted signal."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from skdssm import DSSMRecommender
+from skdssm.datasets import make_interactions
+
+FAST = dict(hidden_dims=(32, 16), embedding_dim=8, max_epochs=6, batch_size=128, lr=5e-3,
+            early_stopping=False)
+
+
+@pytest.fixture(scope="module")
+def data():
+    bunch = make_interactions(n_users=120, n_items=80, interactions_per_user=25, random_state=0)
+    frame = bunch.frame
+    X = frame.drop(columns=["label", "rating", "timestamp"])
+    return X, frame["label"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    return DSSMRecommender(random_state=0, **FAST).fit(X, y)
+
+
+def test_recovers_planted_signal(data):
+    X, y = data
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
+                                                        stratify=y)
+    model = DSSMRecommender(random_state=0, **FAST).fit(X_train, y_train)
+    assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) > 0.75
+
+
+def test_fitted_attributes(fitted, data):
+    X, y = data
+    assert fitted.n_features_in_ == X.shape[1]
+    assert list(fitted.feature_names_in_) == list(X.columns)
+    assert set(fitted.item_ids_) == set(X["item_id"])
+    assert set(fitted.user_ids_) == set(X["user_id"])
+    assert fitted.item_embeddings_.shape == (len(fitted.item_ids_), 16)
+    assert fitted.seen_items_.nnz == len(X.drop_duplicates(["user_id", "item_id"]))
+    assert len(fitted.history_) == FAST["max_epochs"]
+    np.testing.assert_array_equal(fitted.classes_, [0, 1])
+
+
+def test_clone_and_params_roundtrip():
+    model = DSSMRecommender(hidden_dims=(300, 300, 128), activation="relu", random_state=3)
+    params = model.get_params()
+    assert params["hidden_dims"] == (300, 300, 128) and params["activation"] == "relu"
+    cloned = clone(model)
+    assert cloned.get_params() == params
+    assert not hasattr(cloned, "net_")
+
+
+def test_same_seed_same_predictions_other_seed_differs(data):
+    X, y = data
+    a = DSSMRecommender(random_state=7, **FAST).fit(X, y).predict_proba(X)
+    b = DSSMRecommender(random_state=7, **FAST).fit(X, y).predict_proba(X)
+    c = DSSMRecommender(random_state=8, **FAST).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_leaves_global_torch_rng_alone(data):
+    import torch
+
+    X, y = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_early_stopping_records_valid_auc_and_restores_best(data):
+    X, y = data
+    model = DSSMRecommender(random_state=0, **dict(FAST, early_stopping=True, max_epochs=30,
+                                                   n_iter_no_change=2)).fit(X, y)
+    aucs = model.history_[:, "valid_auc"]
+    assert len(aucs) < 30
+    assert all(0.0 <= a <= 1.0 for a in aucs)
+
+
+def test_unseen_ids_and_values_are_not_errors(fitted, data):
+    X, _ = data
+    new = X.head(5).copy()
+    new["user_id"] = [10_001, 10_002, 10_003, 10_004, 10_005]
+    new["item_id"] = 99_999
+    new["segment"] = "never-seen"
+    new["tags"] = [["brand-new-tag"]] * 5
+    proba = fitted.predict_proba(new)
+    assert proba.shape == (5, 2) and np.isfinite(proba).all()
+    assert fitted.transform_users([10_001, 1]).shape == (2, 16)
+    assert fitted.predict_topk([10_001], k=3).shape == (1, 3)
+
+
+def test_string_labels_become_classes(data):
+    X, y = data
+    labels = np.where(y == 1, "liked", "disliked")
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, labels)
+    np.testing.assert_array_equal(model.classes_, ["disliked", "liked"])
+    assert set(model.predict(X.head(20))) <= {"disliked", "liked"}
+
+
+def test_sample_weight_all_ones_equals_unweighted_and_weights_matter(data):
+    X, y = data
+    params = dict(FAST, max_epochs=2)
+    plain = DSSMRecommender(random_state=0, **params).fit(X, y).predict_proba(X)
+    ones = DSSMRecommender(random_state=0, **params).fit(X, y, sample_weight=np.ones(len(y))
+                                                          ).predict_proba(X)
+    np.testing.assert_allclose(plain, ones, rtol=1e-5, atol=1e-6)
+    heavy = DSSMRecommender(random_state=0, **params).fit(
+        X, y, sample_weight=np.where(y == 1, 5.0, 1.0)).predict_proba(X)
+    assert heavy[:, 1].mean() > plain[:, 1].mean() + 0.05
+
+
+def test_inputs_are_not_modified(data):
+    X, y = data
+    X_before, y_before = X.copy(deep=True), y.copy()
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, y)
+    model.predict_proba(X)
+    model.predict_topk(X.drop_duplicates("user_id").head(3), k=2)
+    pd.testing.assert_frame_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+@pytest.mark.parametrize("method", ["predict_proba", "decision_function", "predict_topk",
+                                    "transform_users", "transform_items"])
+def test_not_fitted_error(method, data):
+    X, _ = data
+    arg = X["user_id"].head(2).to_numpy() if method in ("predict_topk", "transform_users") else X
+    with pytest.raises(NotFittedError):
+        getattr(DSSMRecommender(), method)(arg)
+
+
+def test_predict_topk_excludes_seen_and_returns_valid_sorted_ids(fitted, data):
+    X, _ = data
+    users = fitted.user_ids_[:20]
+    ids, scores = fitted.predict_topk(users, k=10, return_scores=True)
+    assert ids.shape == scores.shape == (20, 10)
+    assert np.isin(ids, fitted.item_ids_).all()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    seen = set(zip(X["user_id"], X["item_id"]))
+    assert not any((u, i) in seen for u, row in zip(users, ids) for i in row)
+    assert all(len(set(row)) == 10 for row in ids)
+
+
+def test_predict_topk_without_exclusion_matches_embeddings(fitted):
+    users = fitted.user_ids_[:5]
+    ids = fitted.predict_topk(users, k=1, exclude_seen=False)
+    scores = fitted.transform_users(users) @ fitted.transform_items().T
+    np.testing.assert_array_equal(ids[:, 0], fitted.item_ids_[scores.argmax(1)])
+
+
+def test_predict_topk_accepts_a_users_frame_with_features(fitted, data):
+    X, _ = data
+    users = X.drop_duplicates("user_id").head(4)
+    by_frame = fitted.predict_topk(users[["user_id", "segment", "age_group", "activity"]], k=5)
+    by_ids = fitted.predict_topk(users["user_id"].to_numpy(), k=5)
+    np.testing.assert_array_equal(by_frame, by_ids)
+
+
+def test_users_with_fewer_unseen_items_than_k_get_fill_value():
+    X = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [1, 2, 3, 1]})
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, [1, 0, 1, 1])
+    ids, scores = model.predict_topk([1, 2], k=2, return_scores=True)
+    assert ids[0].tolist() == [None, None] and np.isneginf(scores[0]).all()
+    assert set(ids[1]) == {2, 3}
+
+
+def test_errors_name_the_culprit(data, fitted):
+    X, y = data
+    model = DSSMRecommender(**dict(FAST, max_epochs=1))
+    with pytest.raises(ValueError, match="Column 'user_id' is missing"):
+        model.fit(X.drop(columns="user_id"), y)
+    with pytest.raises(ValueError, match="Column 'activity' contains 1 missing"):
+        model.fit(X.assign(activity=np.where(np.arange(len(X)) == 3, np.nan, X["activity"])), y)
+    with pytest.raises(ValueError, match="exactly two classes"):
+        model.fit(X, np.arange(len(X)) % 3)
+    with pytest.raises(ValueError, match="one label per row"):
+        model.fit(X, y[:-1])
+    with pytest.raises(ValueError, match="Column 'noise' is neither constant"):
+        model.fit(X.assign(noise=np.arange(len(X))), y)
+    with pytest.raises(ValueError, match=r"k = 1000 and the catalogue has 80 items"):
+        fitted.predict_topk([1], k=1000)
+    with pytest.raises(ValueError, match="item_hidden_dims ends with 8"):
+        DSSMRecommender(hidden_dims=(16,), item_hidden_dims=(8,)).fit(X, y)
+    with pytest.raises(ValueError, match="'activation' parameter"):
+        DSSMRecommender(activation="swishy").fit(X, y)
+    with pytest.raises(TypeError, match="must be a pandas DataFrame"):
+        model.fit(X.to_numpy(), y)
+
+
+def test_sequence_features_with_empty_histories_train_to_finite_scores(data):
+    X, y = data
+    rng = np.random.default_rng(0)
+    items = X["item_id"].to_numpy()
+    lengths = rng.integers(0, 6, len(X))
+    history = pd.Series([list(items[rng.integers(0, len(items), n)]) for n in lengths], index=X.index)
+    model = DSSMRecommender(sequence_features=["history"], random_state=0,
+                            **dict(FAST, max_epochs=2)).fit(X.assign(history=history), y)
+    assert np.isfinite(model.decision_function(X.assign(history=history))).all()
+    assert np.isfinite(model.transform_users(model.user_ids_[:3])).all()
+
+
+@pytest.mark.parametrize("loss", ["bce", "softmax"])
+def test_both_losses_learn(loss, data):
+    X, y = data
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=1,
+                                                        stratify=y)
+    model = DSSMRecommender(loss=loss, random_state=0, **FAST).fit(X_train, y_train)
+    assert roc_auc_score(y_test, model.decision_function(X_test)) > 0.7

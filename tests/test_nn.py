@@ -1,0 +1,102 @@
+import pytest
+import torch
+from torch import nn
+
+from skdssm._features import OOV, PAD, TowerSchema
+from skdssm.nn import SequenceEncoder, Tower, TwoTowerModule, make_mlp, masked_mean
+
+
+def schema(**kwargs):
+    return TowerSchema(categorical={"id": 10}, ids=("id",), **kwargs)
+
+
+def test_temperature_scales_the_logits():
+    """Pitfall 1: a temperature that is stored but never applied."""
+    torch.manual_seed(0)
+    module = TwoTowerModule(schema(), TowerSchema(categorical={"item": 10}), hidden_dims=(8,),
+                            temperature=0.1)
+    batch = {"user:id": torch.tensor([2, 3]), "item:item": torch.tensor([4, 5])}
+    logits, user, item = module(**batch)
+    module.temperature = 0.2
+    halved, _, _ = module(**batch)
+    torch.testing.assert_close(halved, logits / 2)
+    torch.testing.assert_close(logits, (user * item).sum(1) / 0.1)
+
+
+def test_last_layer_is_linear_unless_asked():
+    """Pitfall 2: no activation, BatchNorm or dropout right before L2 normalisation."""
+    mlp = make_mlp(4, (8, 3), activation="relu", batch_norm=True, dropout=0.5)
+    assert isinstance(mlp[-1], nn.Linear)
+    activated = make_mlp(4, (8, 3), activation="relu", batch_norm=True, activate_output=True)
+    assert isinstance(activated[-1], nn.ReLU) and isinstance(activated[-2], nn.BatchNorm1d)
+    torch.manual_seed(0)
+    tower = Tower(schema(), "user", hidden_dims=(16, 8), activation="relu")
+    out = tower({"user:id": torch.arange(2, 10)})
+    assert (out < 0).any()
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(8))
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_dropout_position(position):
+    mlp = make_mlp(4, (8, 8, 3), dropout=0.2, dropout_position=position, batch_norm=True,
+                   activation="tanh", init="xavier_normal")
+    kinds = [type(layer).__name__ for layer in mlp]
+    if position == "before":
+        assert kinds == ["Dropout", "Linear", "BatchNorm1d", "Tanh"] * 2 + ["Dropout", "Linear"]
+    else:
+        assert kinds == ["Linear", "BatchNorm1d", "Tanh", "Dropout"] * 2 + ["Linear"]
+
+
+def test_masked_mean_ignores_padding_and_gives_zeros_for_empty_rows():
+    values = torch.tensor([[[1.0], [3.0], [100.0]], [[5.0], [7.0], [9.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    torch.testing.assert_close(masked_mean(values, mask), torch.tensor([[2.0], [0.0]]))
+
+
+def test_multi_valued_feature_pooling_is_padding_invariant():
+    torch.manual_seed(0)
+    tower = Tower(TowerSchema(multi={"genres": 6}), "item", hidden_dims=(4,))
+    tower.eval()
+    short = tower({"item:genres": torch.tensor([[2, 3, PAD, PAD]])})
+    long = tower({"item:genres": torch.tensor([[2, 3, PAD, PAD, PAD, PAD, PAD]])})
+    torch.testing.assert_close(short, long)
+
+
+def test_sequence_encoder_handles_empty_histories_and_masks_padding():
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(cardinality=12, max_len=4, dim=8, n_heads=2, n_layers=2).eval()
+    codes = torch.tensor([[PAD, PAD, PAD, PAD], [PAD, PAD, 5, 6], [7, 7, 5, 6]])
+    out = encoder(codes)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], torch.zeros(8))
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
+
+
+def test_unseen_ids_start_at_zero_and_id_dropout_only_applies_in_training():
+    torch.manual_seed(0)
+    tower = Tower(schema(), "user", hidden_dims=(4,), id_dropout=1.0)
+    assert tower.categorical[0].weight[OOV].abs().sum() == 0
+    ids = torch.tensor([2, 3])
+    tower.train()
+    dropped = tower({"user:id": ids})
+    oov = tower({"user:id": torch.tensor([OOV, OOV])})
+    torch.testing.assert_close(dropped, oov)
+    tower.eval()
+    assert not torch.allclose(tower({"user:id": ids})[0], tower({"user:id": ids})[1])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = Tower(schema(sequence={"history": (12, 4)}), "user", hidden_dims=(16, 8))
+    checkpointed = Tower(schema(sequence={"history": (12, 4)}), "user", hidden_dims=(16, 8),
+                         gradient_checkpointing=True)
+    checkpointed.load_state_dict(plain.state_dict())
+    batch = {"user:id": torch.tensor([2, 3]), "user:history": torch.tensor([[0, 2, 3, 4], [5, 6, 7, 8]])}
+    grads = []
+    for tower in (plain, checkpointed):
+        tower.train()
+        tower(batch).pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in tower.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
