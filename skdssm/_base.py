@@ -168,14 +168,22 @@ class TwoTowerBase(BaseEstimator):
         self.item_ids_ = self._ids_array(item_vocab, X[self.item_col])
         self.user_inputs_ = self._user_table(X)
         self.item_inputs_ = self._last_rows_inputs(X, self.item_col, item_vocab, "item")
+        self.seen_items_ = self._seen_matrix(X)
+
+    def _seen_matrix(self, X: pd.DataFrame) -> sp.csr_matrix:
+        """Boolean users x items matrix of the (known user, known item) pairs of X."""
+        encoder = self.feature_encoder_
+        user_vocab = encoder.feature(self.user_col).vocabulary
+        item_vocab = encoder.feature(self.item_col).vocabulary
         user_pos = user_vocab.get_indexer(pd.Index(X[self.user_col].to_numpy(dtype=object)))
         item_pos = item_vocab.get_indexer(pd.Index(X[self.item_col].to_numpy(dtype=object)))
+        known = (user_pos >= 0) & (item_pos >= 0)
         seen = sp.csr_matrix(
-            (np.ones(len(X), dtype=bool), (user_pos, item_pos)),
+            (np.ones(int(known.sum()), dtype=bool), (user_pos[known], item_pos[known])),
             shape=(len(user_vocab), len(item_vocab)),
         )
         seen.sum_duplicates()
-        self.seen_items_ = seen
+        return seen
 
     def _last_rows(self, X: pd.DataFrame, id_col, vocabulary: pd.Index) -> pd.DataFrame:
         last = X.drop_duplicates(id_col, keep="last")

@@ -227,6 +227,11 @@ class FeatureEncoder:
                     f"Column {col!r} is missing from X; X has columns {list(X.columns)}. "
                     "Set user_col / item_col to the id columns of your frame."
                 )
+        for name, columns in groups.items():
+            # Before side assignment: a NaN would otherwise break the constancy test and be
+            # reported as a column that belongs to neither tower.
+            if len(columns) == 1 and BLOCK_PATTERN.match(str(columns[0])) is None:
+                check_no_missing(X, Feature(name, "", "", columns, False))
         sides = self._assign_sides(X, groups)
         self.features_ = []
         for name, side in sides.items():

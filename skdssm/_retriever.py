@@ -477,6 +477,7 @@ class TwoTowerRetriever(TwoTowerBase):
         X = check_dataframe(X)
         self._record_input(X)
         weights = self._row_weights(X, y, sample_weight)
+        all_rows = X
         if weights is not None and self.loss != "bce":
             X, weights = X[weights > 0], weights[weights > 0]
         positive = np.ones(len(X), dtype=bool) if weights is None else weights > 0
@@ -503,6 +504,8 @@ class TwoTowerRetriever(TwoTowerBase):
             extra_user_features=[PROFILE_PREFIX + c for c in self._profile_columns],
         )
         self._fit_catalogue(augmented)
+        # Rows dropped as negatives (listwise losses) still count as seen at serving time.
+        self.seen_items_ = self._seen_matrix(all_rows)
 
         label = positive.astype(np.float32)
         if weights is not None:

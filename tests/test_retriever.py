@@ -162,7 +162,7 @@ def test_export_embeddings_npz_and_parquet(data, tmp_path):
     table = pd.read_parquet(tmp_path / "emb.parquet")
     items = table[table["entity"] == "item"]
     np.testing.assert_array_equal(items["id"], model.item_ids_)
-    np.testing.assert_allclose(items.filter(like="e").to_numpy(), model.transform_items())
+    np.testing.assert_allclose(items.filter(regex=r"^e\d+$").to_numpy(), model.transform_items())
     with pytest.raises(ValueError, match="must end with"):
         model.export_embeddings(tmp_path / "emb.csv")
 
