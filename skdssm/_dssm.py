@@ -85,8 +85,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     activation : {"relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"}, default="tanh"
     batch_norm : bool, default=False
         BatchNorm after each hidden Linear.
-    dropout : float, default=0.1
-    dropout_position : {"after", "before"}, default="after"
+    dropout : float, default=0.2
+    dropout_position : {"after", "before"}, default="before"
         Dropout after each hidden activation, or before each Linear (design 2's fourth structure).
     init : {"default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform", "orthogonal"}
         Initialisation of the Linear weights ("default" keeps PyTorch's).
@@ -104,7 +104,9 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     loss : {"bce", "softmax"}, default="bce"
         ``"bce"``: BCE with logits on each pair. ``"softmax"``: cross-entropy of each positive pair
         against the other items in the batch.
-    max_epochs, batch_size, lr : int, int, float, default=20, 512, 1e-3
+    max_epochs, batch_size, lr : int, int, float, default=40, 512, 3e-3
+        The defaults (with dropout 0.2 before each Linear) were chosen on MovieLens-100K
+        validation data; early stopping usually ends training well before ``max_epochs``.
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
     weight_decay : float, default=0.0
     early_stopping : bool, default=True
@@ -167,10 +169,10 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
                  item_features="auto", sequence_features=None, embedding_dim=32,
                  hidden_dims=(256, 256, 256), item_hidden_dims=None, activation="tanh",
-                 batch_norm=False, dropout=0.1, dropout_position="after", init="default",
+                 batch_norm=False, dropout=0.2, dropout_position="before", init="default",
                  activate_output=False, normalize=True, temperature=0.1, n_heads=2,
-                 n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=20,
-                 batch_size=512, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                 n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=40,
+                 batch_size=512, lr=3e-3, optimizer="adam", weight_decay=0.0,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
                  gradient_checkpointing=False, verbose=0, device="cpu", random_state=None):
