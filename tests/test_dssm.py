@@ -216,3 +216,17 @@ def test_both_losses_learn(loss, data):
                                                         stratify=y)
     model = DSSMRecommender(loss=loss, random_state=0, **FAST).fit(X_train, y_train)
     assert roc_auc_score(y_test, model.decision_function(X_test)) > 0.7
+
+
+@pytest.mark.realdata
+def test_movielens_100k_defaults_reach_the_auc_bar(movielens_home):
+    """Issue 3's bar: DSSMRecommender() defaults, test ROC AUC >= 0.78 on the project's split."""
+    from skdssm._demo import movielens_split
+    from skdssm.datasets import fetch_movielens
+
+    frame = fetch_movielens("100k", data_home=movielens_home, download=False).frame
+    _, (X_train, y_train), _, (X_test, y_test) = movielens_split(frame, random_state=0)
+    model = DSSMRecommender(random_state=0).fit(X_train, y_train)
+    assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) >= 0.78
+    top = model.predict_topk(X_test["user_id"].unique()[:50], k=10)
+    assert top.shape == (50, 10) and set(top.ravel()) <= set(model.item_ids_)
