@@ -6,7 +6,7 @@ is the minimum a hand-written trainer does per batch: slice tensors, forward, lo
 
 Usage::
 
-    python benchmarks/bench_fit_throughput.py --data-home ../shared/data [--epochs 3] [--repeats 3]
+    python benchmarks/bench_fit_throughput.py --data-home ../shared/data [--epochs 3] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def main() -> None:
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 keeps the comparison stable on a shared machine)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     frame = fetch_movielens("100k", data_home=args.data_home).frame
     X = frame[["user_id", "item_id", "gender", "age", "occupation", "genres"]]
