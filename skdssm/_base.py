@@ -19,11 +19,11 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from ._features import N_RESERVED, OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_dataframe, derive_seed
+from .neighbors import exact_topk, make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 EMBED_BATCH_SIZE = 4096
-SCORE_BATCH_SIZE = 1024
 
 _dims = [list, tuple]
 
@@ -40,27 +40,6 @@ def embed(tower, inputs: dict, device) -> np.ndarray:
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
-
-
-def exact_topk(queries: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_matrix | None = None):
-    """Dot-product scores and positions of the ``k`` best ``items`` per query, best first.
-
-    Exact and chunked over queries; entries of ``exclude`` (a (n_queries, n_items) sparse matrix)
-    are skipped and a query with fewer than ``k`` eligible items gets ``-inf`` scores at the tail.
-    """
-    items = torch.as_tensor(items)
-    scores_out = np.empty((len(queries), k), dtype=np.float32)
-    index_out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), SCORE_BATCH_SIZE):
-        stop = min(start + SCORE_BATCH_SIZE, len(queries))
-        scores = torch.as_tensor(queries[start:stop]) @ items.T
-        if exclude is not None:
-            rows, cols = exclude[start:stop].nonzero()
-            scores[rows, cols] = -torch.inf
-        top = torch.topk(scores, k, dim=1)
-        scores_out[start:stop] = top.values.numpy()
-        index_out[start:stop] = top.indices.numpy()
-    return scores_out, index_out
 
 
 class TwoTowerBase(BaseEstimator):
