@@ -239,7 +239,7 @@ class TwoTowerRetriever(TwoTowerBase):
     dropout_position, init, activate_output, normalize, temperature, n_heads,
     n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
     weight_decay, lr_schedule, callbacks, id_dropout, mixed_precision,
-    gradient_checkpointing, verbose, device, random_state
+    gradient_checkpointing, verbose, device, index, index_params, random_state
         As in :class:`DSSMRecommender` (defaults differ: ``optimizer="adamw"``, design 5).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the positives of each user with >= 5 of them, rank
@@ -250,7 +250,7 @@ class TwoTowerRetriever(TwoTowerBase):
     Attributes
     ----------
     net_, history_, user_ids_, item_ids_, item_embeddings_, seen_items_, feature_encoder_,
-    n_features_in_, feature_names_in_
+    index_, n_features_in_, feature_names_in_
         As in :class:`DSSMRecommender`.
     sampler_ : NegativeSampler
         The fitted negative sampler.
@@ -293,7 +293,8 @@ class TwoTowerRetriever(TwoTowerBase):
                  batch_size=512, lr=1e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
-                 gradient_checkpointing=False, verbose=0, device="cpu", random_state=None):
+                 gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
+                 index_params=None, random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -339,6 +340,8 @@ class TwoTowerRetriever(TwoTowerBase):
         self.gradient_checkpointing = gradient_checkpointing
         self.verbose = verbose
         self.device = device
+        self.index = index
+        self.index_params = index_params
         self.random_state = random_state
 
     # ------------------------------------------------------------ targets
@@ -536,4 +539,5 @@ class TwoTowerRetriever(TwoTowerBase):
             self._fit_generators(X, positive)
             self.user_inputs_ = self._user_table(augmented)
         self._fit_item_embeddings()
+        self._fit_index()
         return self
