@@ -27,6 +27,8 @@ from .losses import (
     sampled_softmax_loss,
     split_logits,
 )
+from .metrics import recall_at_k
+from .model_selection import user_holdout_rows
 from .preprocessing import HistoryBuilder, UserProfileEncoder
 from .sampling import SAMPLERS, make_sampler
 
@@ -168,25 +170,13 @@ class FullRankingRecall(Callback):
 
 def recall_from_positions(positions: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
     """Mean over rows with a relevant item of hits@k / min(k, n_relevant) (rows aligned)."""
-    hits = np.asarray(relevant[np.arange(len(positions))[:, None], positions[:, :k]].todense())
-    n_relevant = np.asarray(relevant.sum(axis=1)).ravel()
-    has = n_relevant > 0
-    return float(np.mean(hits.sum(1)[has] / np.minimum(k, n_relevant[has])))
+    return recall_at_k(relevant, positions, k=k)
 
 
 def user_holdout(user_codes: np.ndarray, fraction: float, seed: int, min_interactions: int = 5):
     """Per-user random holdout: ``fraction`` of the rows of users with enough rows (>= 1, and at
     least one row left in train). Returns sorted (train_rows, valid_rows)."""
-    rng = check_generator(seed)
-    order = rng.permutation(len(user_codes))
-    shuffled = pd.Series(user_codes[order])
-    rank = shuffled.groupby(shuffled).cumcount().to_numpy()
-    counts = shuffled.map(shuffled.value_counts()).to_numpy()
-    n_valid = np.where(counts >= min_interactions,
-                       np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
-    valid = np.zeros(len(user_codes), dtype=bool)
-    valid[order[rank < n_valid]] = True
-    return np.flatnonzero(~valid), np.flatnonzero(valid)
+    return user_holdout_rows(user_codes, fraction, check_generator(seed), min_interactions)
 
 
 class TwoTowerRetriever(TwoTowerBase):
