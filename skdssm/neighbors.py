@@ -191,7 +191,7 @@ class _IndexBase(BaseEstimator):
         indices = np.full((len(vectors), k), -1, dtype=np.int64)
         for width in np.unique(buckets):
             rows = np.flatnonzero(buckets == width)
-            dist, pos = self._search(vectors[rows], int(width))
+            dist, pos = self._search(vectors[rows], int(width), k)
             valid = pos >= 0
             banned = np.asarray(exclude[rows[:, None], np.where(valid, pos, 0)].todense(), dtype=bool)
             keep = valid & ~banned
@@ -266,7 +266,7 @@ class ExactIndex(_IndexBase):
         self.embeddings_[positions] = embeddings
         return self
 
-    def _search(self, vectors, k):
+    def _search(self, vectors, k, n_wanted=None):
         scores, indices = exact_topk(vectors, self.embeddings_, k)
         return (1.0 - scores).astype(np.float32), indices
 
@@ -285,7 +285,8 @@ class HNSWIndex(_IndexBase):
     With ``ef_search=None`` the search depth is tuned in :meth:`fit`: the smallest ``ef_search``
     of a doubling-then-bisection search whose recall@k against exact search, on a sample of
     query vectors, reaches ``target_recall``. Queries for larger ``k`` scale ``ef`` by ``k`` over
-    the tuning ``k`` so the tuned ratio holds.
+    the tuning ``k`` so the tuned ratio holds; over-fetched slots for excluded items widen the
+    result list (hnswlib searches with ``max(ef, n_fetched)``) but not ``ef`` itself.
 
     Parameters
     ----------
@@ -428,10 +429,15 @@ class HNSWIndex(_IndexBase):
                 low = middle
         return high, best
 
-    def _search(self, vectors, k):
+    def _search(self, vectors, k, n_wanted=None):
+        """``k`` neighbours searched with the ef tuned for ``n_wanted`` (default ``k``) results:
+        over-fetched slots that will be dropped do not deepen the search beyond ``k``."""
         if len(vectors) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-        self.index_.set_ef(max(self.ef_search_, math.ceil(self.ef_search_ * k / self.tuning_k_)))
+        n_wanted = k if n_wanted is None else n_wanted
+        # hnswlib searches with max(ef, k); scaling ef with the wanted count keeps the tuned ratio.
+        self.index_.set_ef(max(self.ef_search_,
+                               math.ceil(self.ef_search_ * n_wanted / self.tuning_k_)))
         labels, distances = self.index_.knn_query(vectors, k=k, num_threads=self.n_threads)
         return distances.astype(np.float32), labels.astype(np.int64)
 
