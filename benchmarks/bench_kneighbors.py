@@ -14,9 +14,9 @@ Sections (markdown on stdout, and in --output):
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000 1000000 \\
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000 1000000 \\
         --build-threads 2 --output benchmarks/results_kneighbors.md
-    OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000   # quick run
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000  # quick
 """
 
 from __future__ import annotations
