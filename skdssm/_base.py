@@ -19,11 +19,14 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from ._features import N_RESERVED, OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_dataframe, derive_seed
+from .neighbors import exact_topk, make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 EMBED_BATCH_SIZE = 4096
-SCORE_BATCH_SIZE = 1024
+# The index is tuned for recall at this k, on the embeddings of at most this many training users.
+INDEX_TUNING_K = 10
+INDEX_TUNING_USERS = 1000
 
 _dims = [list, tuple]
 
@@ -40,27 +43,6 @@ def embed(tower, inputs: dict, device) -> np.ndarray:
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
-
-
-def exact_topk(queries: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_matrix | None = None):
-    """Dot-product scores and positions of the ``k`` best ``items`` per query, best first.
-
-    Exact and chunked over queries; entries of ``exclude`` (a (n_queries, n_items) sparse matrix)
-    are skipped and a query with fewer than ``k`` eligible items gets ``-inf`` scores at the tail.
-    """
-    items = torch.as_tensor(items)
-    scores_out = np.empty((len(queries), k), dtype=np.float32)
-    index_out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), SCORE_BATCH_SIZE):
-        stop = min(start + SCORE_BATCH_SIZE, len(queries))
-        scores = torch.as_tensor(queries[start:stop]) @ items.T
-        if exclude is not None:
-            rows, cols = exclude[start:stop].nonzero()
-            scores[rows, cols] = -torch.inf
-        top = torch.topk(scores, k, dim=1)
-        scores_out[start:stop] = top.values.numpy()
-        index_out[start:stop] = top.indices.numpy()
-    return scores_out, index_out
 
 
 class TwoTowerBase(BaseEstimator):
@@ -101,6 +83,8 @@ class TwoTowerBase(BaseEstimator):
         "mixed_precision": [StrOptions({"bf16", "fp16"}), None],
         "gradient_checkpointing": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
+        "index": [StrOptions({"auto", "hnsw", "exact"})],
+        "index_params": [dict, None],
         "random_state": ["random_state"],
     }
 
@@ -374,14 +358,14 @@ class TwoTowerBase(BaseEstimator):
             raise ValueError(f"path must end with '.npz' or '.parquet'; got {path!r}.")
 
     # ------------------------------------------------------------------ top-k
-    def _check_k(self, k) -> int:
+    def _check_k(self, k, name: str = "k") -> int:
         if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive int; got {k!r}.")
+            raise ValueError(f"{name} must be a positive int; got {k!r}.")
         n_items = len(self.item_ids_)
         if k > n_items:
             raise ValueError(
-                f"Expected k <= number of items in the catalogue, but k = {k} and the catalogue "
-                f"has {n_items} items."
+                f"Expected {name} <= number of items in the catalogue, but {name} = {k} and the "
+                f"catalogue has {n_items} items."
             )
         return int(k)
 
@@ -391,12 +375,109 @@ class TwoTowerBase(BaseEstimator):
         rows = self.seen_items_[np.where(known, positions, 0)]
         return sp.diags(known.astype(np.float32)) @ rows.astype(np.float32)
 
+    # ---------------------------------------------------------------- index
+    def _fit_index(self) -> None:
+        """Build ``index_`` over ``item_embeddings_``; an HNSW index is tuned with the embeddings
+        of (a sample of) the training users as queries."""
+        params = dict(self.index_params or {})
+        index = make_index(self.index, len(self.item_ids_), **params)
+        if "random_state" in index.get_params() and "random_state" not in params:
+            index.set_params(random_state=self._seed())
+        queries = None
+        if hasattr(index, "target_recall"):
+            rng = np.random.default_rng(self._seed())
+            n_users = len(self.user_ids_)
+            rows = rng.choice(n_users, min(n_users, INDEX_TUNING_USERS), replace=False)
+            queries = self._embed("user", {key: value[rows] for key, value in self.user_inputs_.items()})
+        self.index_ = index.fit(self.item_embeddings_, queries=queries,
+                                k=min(INDEX_TUNING_K, len(self.item_ids_)))
+
+    def kneighbors(self, users, n_neighbors: int = 10, return_distance: bool = True):
+        """Nearest catalogue items of each user in embedding space, served by ``index_``.
+
+        Follows :meth:`sklearn.neighbors.NearestNeighbors.kneighbors`: rows are queries,
+        columns neighbours, nearest first. Nothing is excluded (``predict_topk`` leaves out the
+        items a user has seen).
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As in :meth:`transform_users`.
+        n_neighbors : int, default=10
+            At most the catalogue size.
+        return_distance : bool, default=True
+            Also return the distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_users, n_neighbors), only when ``return_distance=True``
+            Cosine distances ``1 - user . item`` (``1 -`` the dot product when
+            ``normalize=False``), ascending.
+        neigh_ind : ndarray of shape (n_users, n_neighbors)
+            Positions in ``item_ids_`` (``item_ids_[neigh_ind]`` gives the ids).
+        """
+        check_is_fitted(self)
+        n_neighbors = self._check_k(n_neighbors, "n_neighbors")
+        queries = self._embed("user", self._inputs_for("user", users)[0])
+        distances, indices = self.index_.query(queries, n_neighbors)
+        return (distances, indices) if return_distance else indices
+
+    def index_items(self, items: pd.DataFrame):
+        """Embed new or changed items with the fitted item tower and add them to the index.
+
+        No retraining: new item ids are appended to ``item_ids_`` (their id embedding is the
+        out-of-vocabulary one, so they are served from their features: cold start), known ids get
+        their features and embedding replaced. ``predict_topk`` and ``kneighbors`` return them
+        from then on; ``seen_items_`` gains an empty column per new item.
+
+        Parameters
+        ----------
+        items : DataFrame
+            One row per item: ``item_col`` and every item feature column (the last row of a
+            repeated id wins).
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        items = check_dataframe(items, what="items")
+        if self.item_col not in items.columns:
+            raise ValueError(f"Column {self.item_col!r} is missing from items; items has columns "
+                             f"{list(items.columns)}.")
+        items = items.drop_duplicates(self.item_col, keep="last")
+        inputs, positions = self._inputs_for("item", items)
+        vectors = self._embed("item", inputs)
+        new, known = positions < 0, positions >= 0
+        replaced = positions[known]
+        if replaced.size:
+            self.item_embeddings_ = self.item_embeddings_.copy()
+            self.item_embeddings_[replaced] = vectors[known]
+            self.item_inputs_ = {key: value.copy() for key, value in self.item_inputs_.items()}
+            for key, value in self.item_inputs_.items():
+                value[replaced] = inputs[key][known]
+            self.index_.replace_items(replaced, vectors[known])
+        if new.any():
+            new_ids = items[self.item_col].to_numpy()[new]
+            self.item_ids_ = np.concatenate([self.item_ids_, new_ids.astype(self.item_ids_.dtype)])
+            self.item_inputs_ = {key: np.concatenate([value, inputs[key][new]])
+                                 for key, value in self.item_inputs_.items()}
+            self.item_embeddings_ = np.concatenate([self.item_embeddings_, vectors[new]])
+            self.seen_items_ = sp.hstack(
+                [self.seen_items_, sp.csr_matrix((self.seen_items_.shape[0], int(new.sum())),
+                                                 dtype=bool)], format="csr")
+            self.index_.add_items(vectors[new])
+        return self
+
     def predict_topk(self, users, k: int = 10, exclude_seen: bool = True,
                      return_scores: bool = False, fill_value=None):
         """Ids of the ``k`` best items of the catalogue for each user, best first.
 
-        The whole fitted catalogue is ranked by the dot product of user and item embeddings
-        (the cosine when ``normalize=True``), one matrix product per chunk of users.
+        The catalogue (``item_ids_``, including items added by :meth:`index_items`) is ranked
+        by the dot product of user and item embeddings (the cosine when ``normalize=True``)
+        through ``index_``: exact search, or HNSW at the recall tuned in fit. Seen items are
+        left out by over-fetching ``k`` plus the user's number of seen items and dropping them,
+        so every user with enough unseen items gets ``k`` of them.
 
         Parameters
         ----------
@@ -423,9 +504,10 @@ class TwoTowerBase(BaseEstimator):
         inputs, positions = self._inputs_for("user", users)
         queries = self._embed("user", inputs)
         exclude = self._exclusions(positions) if exclude_seen else None
-        scores, index = exact_topk(queries, self.item_embeddings_, k, exclude)
-        ids = self.item_ids_[index]
-        short = ~np.isfinite(scores)
+        distances, index = self.index_.query(queries, k, exclude=exclude)
+        scores = np.where(index >= 0, 1.0 - distances, -np.inf).astype(np.float32)
+        ids = self.item_ids_[np.maximum(index, 0)]
+        short = index < 0
         if short.any():
             ids = ids.astype(object) if fill_value is None else ids
             ids[short] = fill_value

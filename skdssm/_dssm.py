@@ -128,6 +128,14 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     verbose : int, default=0
         ``>= 1`` shows a progress bar and the per-epoch table (loss, valid AUC).
     device : {"cpu", "cuda", "auto"}, default="cpu"
+    index : {"auto", "hnsw", "exact"}, default="auto"
+        Nearest-neighbour index built over the item embeddings after fit, which serves
+        ``predict_topk`` and ``kneighbors`` (:mod:`skdssm.neighbors`). ``"auto"`` uses exact
+        search below ``skdssm.neighbors.EXACT_CROSSOVER`` items (measured) and HNSW from there on.
+    index_params : dict, default=None
+        Constructor parameters of the index (e.g. ``{"M": 32, "target_recall": 0.995}`` for
+        :class:`~skdssm.neighbors.HNSWIndex`). HNSW's ``ef_search`` is tuned on the embeddings of
+        the training users unless given; its ``random_state`` defaults to this estimator's.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
         identical predictions.
@@ -149,6 +157,9 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         The pairs of X (rows aligned with ``user_ids_``, columns with ``item_ids_``).
     feature_encoder_ : object
         Column roles, kinds and vocabularies learned in fit.
+    index_ : ExactIndex or HNSWIndex
+        Index over ``item_embeddings_`` (rows aligned with ``item_ids_``); pickles with the
+        estimator. ``index_.recall_`` is the recall@10 measured when it was tuned.
 
     Examples
     --------
@@ -175,7 +186,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  batch_size=512, lr=3e-3, optimizer="adam", weight_decay=0.0,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
-                 gradient_checkpointing=False, verbose=0, device="cpu", random_state=None):
+                 gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
+                 index_params=None, random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -211,6 +223,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self.gradient_checkpointing = gradient_checkpointing
         self.verbose = verbose
         self.device = device
+        self.index = index
+        self.index_params = index_params
         self.random_state = random_state
 
     def _check_y(self, X: pd.DataFrame, y) -> np.ndarray:
@@ -268,6 +282,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self._train(net, arrays, target, seed)
         self._fit_catalogue(X)
         self._fit_item_embeddings()
+        self._fit_index()
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:

@@ -27,6 +27,8 @@ from .losses import (
     sampled_softmax_loss,
     split_logits,
 )
+from .metrics import recall_at_k
+from .model_selection import user_holdout_rows
 from .preprocessing import HistoryBuilder, UserProfileEncoder
 from .sampling import SAMPLERS, make_sampler
 
@@ -168,25 +170,13 @@ class FullRankingRecall(Callback):
 
 def recall_from_positions(positions: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
     """Mean over rows with a relevant item of hits@k / min(k, n_relevant) (rows aligned)."""
-    hits = np.asarray(relevant[np.arange(len(positions))[:, None], positions[:, :k]].todense())
-    n_relevant = np.asarray(relevant.sum(axis=1)).ravel()
-    has = n_relevant > 0
-    return float(np.mean(hits.sum(1)[has] / np.minimum(k, n_relevant[has])))
+    return recall_at_k(relevant, positions, k=k)
 
 
 def user_holdout(user_codes: np.ndarray, fraction: float, seed: int, min_interactions: int = 5):
     """Per-user random holdout: ``fraction`` of the rows of users with enough rows (>= 1, and at
     least one row left in train). Returns sorted (train_rows, valid_rows)."""
-    rng = check_generator(seed)
-    order = rng.permutation(len(user_codes))
-    shuffled = pd.Series(user_codes[order])
-    rank = shuffled.groupby(shuffled).cumcount().to_numpy()
-    counts = shuffled.map(shuffled.value_counts()).to_numpy()
-    n_valid = np.where(counts >= min_interactions,
-                       np.clip(np.rint(counts * fraction), 1, counts - 1), 0)
-    valid = np.zeros(len(user_codes), dtype=bool)
-    valid[order[rank < n_valid]] = True
-    return np.flatnonzero(~valid), np.flatnonzero(valid)
+    return user_holdout_rows(user_codes, fraction, check_generator(seed), min_interactions)
 
 
 class TwoTowerRetriever(TwoTowerBase):
@@ -239,7 +229,7 @@ class TwoTowerRetriever(TwoTowerBase):
     dropout_position, init, activate_output, normalize, temperature, n_heads,
     n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
     weight_decay, lr_schedule, callbacks, id_dropout, mixed_precision,
-    gradient_checkpointing, verbose, device, random_state
+    gradient_checkpointing, verbose, device, index, index_params, random_state
         As in :class:`DSSMRecommender` (defaults differ: ``optimizer="adamw"``, design 5).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the positives of each user with >= 5 of them, rank
@@ -250,7 +240,7 @@ class TwoTowerRetriever(TwoTowerBase):
     Attributes
     ----------
     net_, history_, user_ids_, item_ids_, item_embeddings_, seen_items_, feature_encoder_,
-    n_features_in_, feature_names_in_
+    index_, n_features_in_, feature_names_in_
         As in :class:`DSSMRecommender`.
     sampler_ : NegativeSampler
         The fitted negative sampler.
@@ -293,7 +283,8 @@ class TwoTowerRetriever(TwoTowerBase):
                  batch_size=512, lr=1e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
-                 gradient_checkpointing=False, verbose=0, device="cpu", random_state=None):
+                 gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
+                 index_params=None, random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -339,6 +330,8 @@ class TwoTowerRetriever(TwoTowerBase):
         self.gradient_checkpointing = gradient_checkpointing
         self.verbose = verbose
         self.device = device
+        self.index = index
+        self.index_params = index_params
         self.random_state = random_state
 
     # ------------------------------------------------------------ targets
@@ -536,4 +529,5 @@ class TwoTowerRetriever(TwoTowerBase):
             self._fit_generators(X, positive)
             self.user_inputs_ = self._user_table(augmented)
         self._fit_item_embeddings()
+        self._fit_index()
         return self

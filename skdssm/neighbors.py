@@ -1,0 +1,501 @@
+"""Nearest-neighbour indexes over item embeddings: exact search and HNSW, behind one interface.
+
+Both indexes take an (n_items, d) float32 matrix of L2-normalised embeddings and answer
+``query(vectors, k)`` with ``(distances, indices)``, best first, where the distance is
+``1 - dot product`` (``1 - cosine`` for normalised vectors; hnswlib's ``"ip"`` space). Rows of a
+query may exclude items (a user's seen items): the index over-fetches by the number of excluded
+items of each row and drops them, which the benchmark found faster than hnswlib's ``filter``
+callable (see ``benchmarks/results_kneighbors.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+from numbers import Integral, Real
+
+import hnswlib
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import check_is_fitted
+
+from ._utils import derive_seed
+
+# Catalogues smaller than this are served by ExactIndex under index="auto". Measured with
+# benchmarks/bench_kneighbors.py (crossover table of benchmarks/results_kneighbors.md; d=64,
+# batched single-threaded queries, HNSW tuned to recall@10 0.99): exact search answered 1.3x
+# faster than HNSW at 10,000 items and 2x slower at 20,000; exact also needs no build or tuning.
+EXACT_CROSSOVER = 15_000
+# Score matrices of exact search are computed in chunks of at most this many entries (256 MiB).
+_MAX_CHUNK_ENTRIES = 1 << 26
+_MAX_QUERY_CHUNK = 1024
+# ef_search tuning evaluates at most this many query vectors.
+_N_TUNING_QUERIES = 1000
+
+
+def _check_vectors(vectors, name: str, dim: int | None = None) -> np.ndarray:
+    """A C-contiguous float32 (n, d) copy-free view of ``vectors`` (a copy only if needed)."""
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_vectors, n_dims); got shape {array.shape}.")
+    if dim is not None and array.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} columns like the indexed embeddings; got "
+                         f"{array.shape[1]}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return array
+
+
+def _check_k(k, n_items: int) -> int:
+    if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int; got {k!r}.")
+    if k > n_items:
+        raise ValueError(f"Expected k <= number of indexed items, but k = {k} and the index holds "
+                         f"{n_items} items.")
+    return int(k)
+
+
+def _check_exclude(exclude, n_queries: int, n_items: int) -> sp.csr_matrix | None:
+    if exclude is None:
+        return None
+    if not sp.issparse(exclude) or exclude.shape != (n_queries, n_items):
+        raise ValueError(
+            f"exclude must be a scipy sparse matrix of shape (n_queries, n_items) = "
+            f"({n_queries}, {n_items}); got {type(exclude).__name__} of shape "
+            f"{getattr(exclude, 'shape', None)}."
+        )
+    exclude = sp.csr_matrix(exclude, dtype=bool)
+    exclude.eliminate_zeros()
+    return exclude
+
+
+def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
+               exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dot-product scores and positions of the ``k`` best ``items`` per query, best first.
+
+    Exact, chunked over queries so that a score chunk stays below 256 MiB; entries of ``exclude``
+    (a (n_queries, n_items) sparse matrix) are skipped and a query with fewer than ``k`` eligible
+    items gets ``-inf`` scores at the tail.
+    """
+    items = torch.as_tensor(np.ascontiguousarray(items, dtype=np.float32))
+    chunk = max(1, min(_MAX_QUERY_CHUNK, _MAX_CHUNK_ENTRIES // max(len(items), 1)))
+    scores_out = np.empty((len(queries), k), dtype=np.float32)
+    index_out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        stop = min(start + chunk, len(queries))
+        scores = torch.as_tensor(np.ascontiguousarray(queries[start:stop], dtype=np.float32)) @ items.T
+        if exclude is not None:
+            rows, cols = exclude[start:stop].nonzero()
+            scores[rows, cols] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        scores_out[start:stop] = top.values.numpy()
+        index_out[start:stop] = top.indices.numpy()
+    return scores_out, index_out
+
+
+def recall_against(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each row of ``truth`` (exact top-k positions) present in ``found``."""
+    if len(truth) == 0:
+        return 1.0
+    # (n, k, k) comparison: k is small (tens), the sample at most a few thousand rows.
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=1)
+    return float(hits.mean())
+
+
+class _IndexBase(BaseEstimator):
+    """Shared interface: query with exclusions, save / load (not public)."""
+
+    _parameter_constraints: dict = {}
+
+    def query(self, vectors, k: int = 10, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and positions of the ``k`` nearest indexed items of each query vector.
+
+        Parameters
+        ----------
+        vectors : array-like of shape (n_queries, n_dims)
+            Query embeddings (L2-normalised for cosine distances).
+        k : int, default=10
+            Neighbours per query; at most the number of indexed items.
+        exclude : scipy sparse matrix of shape (n_queries, n_items), default=None
+            Non-zero entries are items that must not be returned for that query row (a user's
+            seen items). Rows with fewer than ``k`` eligible items get position ``-1`` and
+            distance ``inf`` in their last slots.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k), float32
+            ``1 - dot product`` (``1 - cosine``), ascending.
+        indices : ndarray of shape (n_queries, k), int64
+            Positions of the items in the indexed matrix (in order of ``fit`` then
+            ``add_items``).
+        """
+        check_is_fitted(self)
+        vectors = _check_vectors(vectors, "vectors", self.n_features_in_)
+        k = _check_k(k, self.n_items_)
+        exclude = _check_exclude(exclude, len(vectors), self.n_items_)
+        return self._query(vectors, k, exclude)
+
+    def save(self, path) -> None:
+        """Write the index (parameters, tuning results and the graph or matrix) to ``path``."""
+        check_is_fitted(self)
+        with open(path, "wb") as handle:
+            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path):
+        """Read an index written by :meth:`save` (only load files you trust: this unpickles)."""
+        with open(path, "rb") as handle:
+            index = pickle.load(handle)
+        if not isinstance(index, cls):
+            raise TypeError(f"{path!r} holds a {type(index).__name__}, not a {cls.__name__}.")
+        return index
+
+    def _start(self, embeddings) -> np.ndarray:
+        self._validate_params()
+        embeddings = _check_vectors(embeddings, "embeddings")
+        if len(embeddings) == 0:
+            raise ValueError("embeddings must hold at least one item; got 0 rows.")
+        self.n_features_in_ = embeddings.shape[1]
+        return embeddings
+
+    def _check_positions(self, positions, n_vectors: int) -> np.ndarray:
+        positions = np.asarray(positions)
+        if positions.ndim != 1 or positions.dtype.kind not in "iu" or len(positions) != n_vectors:
+            raise ValueError(f"positions must be a 1-D int array with one entry per vector "
+                             f"({n_vectors}); got {positions.dtype} of shape {positions.shape}.")
+        if len(positions) and (positions.min() < 0 or positions.max() >= self.n_items_):
+            raise ValueError(f"positions must lie in [0, {self.n_items_}); got values from "
+                             f"{positions.min()} to {positions.max()}. Use add_items for new items.")
+        return positions.astype(np.int64)
+
+    def _query(self, vectors, k, exclude):
+        if exclude is None or exclude.nnz == 0:
+            return self._search(vectors, k)
+        return self._overfetch(vectors, k, exclude)
+
+    def _overfetch(self, vectors, k, exclude):
+        """Fetch ``k + n_excluded`` per row, drop the excluded, keep the first ``k`` left.
+
+        Rows are grouped by the power of two above their excluded count so that one heavy user
+        does not make every row of the batch fetch as much as it does.
+        """
+        counts = np.diff(exclude.indptr)
+        fetch = np.minimum(k + counts, self.n_items_)
+        buckets = np.minimum(2 ** np.ceil(np.log2(np.maximum(fetch, 1))).astype(np.int64),
+                             self.n_items_)
+        distances = np.full((len(vectors), k), np.inf, dtype=np.float32)
+        indices = np.full((len(vectors), k), -1, dtype=np.int64)
+        for width in np.unique(buckets):
+            rows = np.flatnonzero(buckets == width)
+            dist, pos = self._search(vectors[rows], int(width), k)
+            valid = pos >= 0
+            banned = np.asarray(exclude[rows[:, None], np.where(valid, pos, 0)].todense(), dtype=bool)
+            keep = valid & ~banned
+            # A stable sort of "not kept" moves the kept columns to the front in rank order.
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+            kept = np.take_along_axis(keep, order, axis=1)
+            distances[rows] = np.where(kept, np.take_along_axis(dist, order, axis=1), np.inf)
+            indices[rows] = np.where(kept, np.take_along_axis(pos, order, axis=1), -1)
+        return distances, indices
+
+
+class ExactIndex(_IndexBase):
+    """Exact nearest neighbours by batched matrix product and top-k (torch).
+
+    Parameters
+    ----------
+    None
+
+    Attributes
+    ----------
+    embeddings_ : ndarray of shape (n_items, n_dims)
+        The indexed vectors (float32).
+    n_items_ : int
+    n_features_in_ : int
+        Embedding size.
+    recall_ : float
+        Always 1.0 (kept so both indexes expose the same attributes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdssm.neighbors import ExactIndex
+    >>> items = np.eye(3, dtype=np.float32)
+    >>> distances, indices = ExactIndex().fit(items).query(items[[2]], k=2)
+    >>> indices.tolist(), distances[0, 0].item()
+    ([[2, 0]], 0.0)
+    """
+
+    def fit(self, embeddings, y=None, queries=None, k: int = 10) -> ExactIndex:
+        """Store the embeddings; ``queries`` and ``k`` are accepted for symmetry and unused.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n_items, n_dims)
+        y : None
+            Ignored.
+        queries, k
+            Ignored (exact search needs no tuning).
+
+        Returns
+        -------
+        self
+        """
+        self.embeddings_ = self._start(embeddings).copy()
+        self.n_items_ = len(self.embeddings_)
+        self.recall_ = 1.0
+        return self
+
+    def add_items(self, embeddings) -> ExactIndex:
+        """Append items; they get positions ``n_items_ .. n_items_ + len(embeddings) - 1``."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        self.embeddings_ = np.concatenate([self.embeddings_, embeddings])
+        self.n_items_ = len(self.embeddings_)
+        return self
+
+    def replace_items(self, positions, embeddings) -> ExactIndex:
+        """Replace the vectors of the items at ``positions``."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        positions = self._check_positions(positions, len(embeddings))
+        self.embeddings_[positions] = embeddings
+        return self
+
+    def _search(self, vectors, k, n_wanted=None):
+        scores, indices = exact_topk(vectors, self.embeddings_, k)
+        return (1.0 - scores).astype(np.float32), indices
+
+    def _query(self, vectors, k, exclude):
+        # Masking the excluded entries of the score matrix is exact and cheaper than over-fetching.
+        scores, indices = exact_topk(vectors, self.embeddings_, k, exclude)
+        short = ~np.isfinite(scores)
+        return (np.where(short, np.inf, 1.0 - scores).astype(np.float32),
+                np.where(short, -1, indices))
+
+
+class HNSWIndex(_IndexBase):
+    """Approximate nearest neighbours with hnswlib (HNSW graph, inner-product space).
+
+    On L2-normalised vectors hnswlib's ``"ip"`` distance ``1 - dot`` is the cosine distance.
+    With ``ef_search=None`` the search depth is tuned in :meth:`fit`: the smallest ``ef_search``
+    of a doubling-then-bisection search whose recall@k against exact search, on a sample of
+    query vectors, reaches ``target_recall``. Queries for larger ``k`` scale ``ef`` by ``k`` over
+    the tuning ``k`` so the tuned ratio holds; over-fetched slots for excluded items widen the
+    result list (hnswlib searches with ``max(ef, n_fetched)``) but not ``ef`` itself.
+
+    Parameters
+    ----------
+    M : int, default=16
+        Graph out-degree (hnswlib ``M``); more links give higher recall per ``ef`` and more memory.
+    ef_construction : int, default=200
+        Candidate list size while building.
+    ef_search : int or None, default=None
+        Candidate list size while querying; None tunes it to ``target_recall``.
+    target_recall : float in (0, 1], default=0.99
+        Recall@k that tuning must reach.
+    n_threads : int, default=1
+        Threads for building and querying (construction with more than one thread is not
+        deterministic).
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds hnswlib's level generator (``random_seed``) and the tuning sample.
+
+    Attributes
+    ----------
+    index_ : hnswlib.Index
+        The graph (pickles with the estimator).
+    ef_search_ : int
+        The ``ef`` used for queries at the tuning ``k``.
+    recall_ : float
+        Recall@k measured against exact search on the tuning sample at ``ef_search_``.
+    tuning_k_ : int
+        The ``k`` of the tuning.
+    n_items_, n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdssm.neighbors import HNSWIndex
+    >>> rng = np.random.default_rng(0)
+    >>> items = rng.normal(size=(500, 16)).astype(np.float32)
+    >>> items /= np.linalg.norm(items, axis=1, keepdims=True)
+    >>> index = HNSWIndex(random_state=0).fit(items, k=5)
+    >>> index.recall_ >= 0.99
+    True
+    >>> index.query(items[:2], k=5)[1][:, 0].tolist()
+    [0, 1]
+    """
+
+    _parameter_constraints: dict = {
+        "M": [Interval(Integral, 2, None, closed="left")],
+        "ef_construction": [Interval(Integral, 1, None, closed="left")],
+        "ef_search": [Interval(Integral, 1, None, closed="left"), None],
+        "target_recall": [Interval(Real, 0, 1, closed="right")],
+        "n_threads": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, M=16, ef_construction=200, ef_search=None, target_recall=0.99,
+                 n_threads=1, random_state=None):
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.target_recall = target_recall
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def fit(self, embeddings, y=None, queries=None, k: int = 10) -> HNSWIndex:
+        """Build the graph over ``embeddings`` and tune ``ef_search``.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n_items, n_dims)
+            L2-normalised item embeddings.
+        y : None
+            Ignored.
+        queries : array-like of shape (n_queries, n_dims), default=None
+            Typical query vectors (user embeddings) for tuning; at most 1,000 are sampled. None
+            uses perturbed item vectors (each item plus Gaussian noise of the same norm scale,
+            renormalised), so tuning never queries the exact indexed points.
+        k : int, default=10
+            Recall is measured at this k (capped at the number of items).
+
+        Returns
+        -------
+        self
+        """
+        embeddings = self._start(embeddings)
+        seed = derive_seed(self.random_state)
+        rng = np.random.default_rng(seed)
+        self.n_items_ = len(embeddings)
+        self.index_ = hnswlib.Index(space="ip", dim=self.n_features_in_)
+        self.index_.init_index(max_elements=self.n_items_, M=self.M,
+                               ef_construction=self.ef_construction, random_seed=seed)
+        self.index_.add_items(embeddings, np.arange(self.n_items_), num_threads=self.n_threads)
+        self.tuning_k_ = min(int(k), self.n_items_)
+        sample = self._tuning_queries(embeddings, queries, rng)
+        _, truth = exact_topk(sample, embeddings, self.tuning_k_)
+        if self.ef_search is not None:
+            self.ef_search_ = int(self.ef_search)
+            self.recall_ = self._recall(sample, truth, self.ef_search_)
+        else:
+            self.ef_search_, self.recall_ = self._tune(sample, truth)
+        return self
+
+    def _tuning_queries(self, embeddings, queries, rng) -> np.ndarray:
+        if queries is not None:
+            queries = _check_vectors(queries, "queries", self.n_features_in_)
+            if len(queries) > _N_TUNING_QUERIES:
+                queries = queries[rng.choice(len(queries), _N_TUNING_QUERIES, replace=False)]
+            if len(queries):
+                return queries
+        picked = embeddings[rng.choice(len(embeddings), min(len(embeddings), _N_TUNING_QUERIES),
+                                       replace=False)]
+        # Noise of the same overall norm as the vectors puts queries between items, as real
+        # queries are, rather than on an indexed point (which any ef finds).
+        noise = rng.normal(scale=1.0 / math.sqrt(self.n_features_in_), size=picked.shape)
+        noisy = picked * np.linalg.norm(picked, axis=1, keepdims=True) + noise
+        return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+    def _recall(self, sample, truth, ef: int) -> float:
+        self.index_.set_ef(ef)
+        labels, _ = self.index_.knn_query(sample, k=self.tuning_k_, num_threads=self.n_threads)
+        return recall_against(labels.astype(np.int64), truth)
+
+    def _tune(self, sample, truth) -> tuple[int, float]:
+        """Smallest ef reaching target_recall: double from k until it does, then bisect."""
+        low, ef = 0, self.tuning_k_
+        recall = self._recall(sample, truth, ef)
+        while recall < self.target_recall and ef < self.n_items_:
+            low, ef = ef, min(2 * ef, self.n_items_)
+            recall = self._recall(sample, truth, ef)
+        if recall < self.target_recall:
+            warnings.warn(
+                f"HNSWIndex reached recall@{self.tuning_k_} = {recall:.4f} < target_recall="
+                f"{self.target_recall} even at ef_search={ef} (the catalogue size); raise M or "
+                "ef_construction, or use ExactIndex.", UserWarning, stacklevel=3)
+            return ef, recall
+        high, best = ef, recall
+        while high - low > max(1, high // 16):
+            middle = (low + high) // 2
+            middle_recall = self._recall(sample, truth, middle)
+            if middle_recall >= self.target_recall:
+                high, best = middle, middle_recall
+            else:
+                low = middle
+        return high, best
+
+    def _search(self, vectors, k, n_wanted=None):
+        """``k`` neighbours searched with the ef tuned for ``n_wanted`` (default ``k``) results:
+        over-fetched slots that will be dropped do not deepen the search beyond ``k``."""
+        if len(vectors) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        n_wanted = k if n_wanted is None else n_wanted
+        # hnswlib searches with max(ef, k); scaling ef with the wanted count keeps the tuned ratio.
+        self.index_.set_ef(max(self.ef_search_,
+                               math.ceil(self.ef_search_ * n_wanted / self.tuning_k_)))
+        labels, distances = self.index_.knn_query(vectors, k=k, num_threads=self.n_threads)
+        return distances.astype(np.float32), labels.astype(np.int64)
+
+    def add_items(self, embeddings) -> HNSWIndex:
+        """Insert items into the graph; they get positions after the current ones."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        needed = self.n_items_ + len(embeddings)
+        if needed > self.index_.get_max_elements():
+            # Geometric growth keeps repeated small additions from resizing every time.
+            self.index_.resize_index(max(needed, 2 * self.index_.get_max_elements()))
+        self.index_.add_items(embeddings, np.arange(self.n_items_, needed),
+                              num_threads=self.n_threads)
+        self.n_items_ = needed
+        return self
+
+    def replace_items(self, positions, embeddings) -> HNSWIndex:
+        """Update the vectors of the items at ``positions`` (hnswlib re-links updated points)."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        positions = self._check_positions(positions, len(embeddings))
+        self.index_.add_items(embeddings, positions, num_threads=self.n_threads)
+        return self
+
+
+INDEXES = {"exact": ExactIndex, "hnsw": HNSWIndex}
+
+
+@validate_params(
+    {"kind": [StrOptions({"auto", "hnsw", "exact"})],
+     "n_items": [Interval(Integral, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def make_index(kind: str = "auto", n_items: int = 0, **params):
+    """An unfitted index for a catalogue of ``n_items`` items.
+
+    Parameters
+    ----------
+    kind : {"auto", "hnsw", "exact"}, default="auto"
+        ``"auto"``: :class:`ExactIndex` below ``EXACT_CROSSOVER`` items (measured in
+        ``benchmarks/bench_kneighbors.py``), :class:`HNSWIndex` from there on.
+    n_items : int, default=0
+        Catalogue size (only ``"auto"`` uses it).
+    **params
+        Constructor parameters of the chosen index (``ExactIndex`` takes none: parameters meant
+        for HNSW are dropped when ``"auto"`` picks exact search).
+
+    Returns
+    -------
+    ExactIndex or HNSWIndex
+    """
+    if kind == "auto":
+        kind = "exact" if n_items < EXACT_CROSSOVER else "hnsw"
+        if kind == "exact":
+            params = {}
+    cls = INDEXES[kind]
+    unknown = set(params) - set(cls().get_params())
+    if unknown:
+        raise ValueError(f"index_params {sorted(unknown)} are not parameters of {cls.__name__}; "
+                         f"it takes {sorted(cls().get_params())}.")
+    return cls(**params)
