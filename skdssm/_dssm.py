@@ -287,4 +287,5 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Most likely class of each row of X."""
+        check_is_fitted(self)
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
