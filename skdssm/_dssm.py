@@ -251,7 +251,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self._validate_params()
         self._check_tower_params()
         self._check_precision()
-        X = check_dataframe(X)
+        X = check_dataframe(X, ensure_non_empty=True)
         target = self._check_y(X, y)
         self._record_input(X)
         arrays = self._fit_encoder(X)
