@@ -218,3 +218,15 @@ def test_randomized_search_samples_scipy_distributions(clusters):
     assert len(set(lrs)) == 3 and all(1e-3 <= lr <= 1e-2 for lr in lrs)
     assert 2 <= search.best_params_["model__embedding_dim"] <= 8
     assert search.best_estimator_.predict_topk(X["user_id"].unique()[:2], k=5).shape == (2, 5)
+
+
+def test_quickstart_runs_the_three_usage_lines(capsys):
+    from examples import quickstart
+
+    recommended = quickstart.main(
+        {"dssmrecommender__hidden_dims": [(16, 8)], "multihotpadder__max_len": [3]},
+        cv=2, max_epochs=2)
+    assert recommended.shape == (3, 10)
+    assert all(len(set(row)) == 10 for row in recommended)
+    out = capsys.readouterr().out
+    assert "1. DSSMRecommender().fit(X, y)" in out and "best ROC AUC" in out
