@@ -191,11 +191,11 @@ class RecommenderPipeline(Pipeline):
                 # Without column names nothing can be traced: every step is kept for both sides.
                 return []
             names_out = list(step.get_feature_names_out(names_in))
-            lineage.append((name, names_in, names_out, _modified_columns(step, names_in, names_out)))
+            lineage.append((name, names_in, _modified_columns(step, names_in, names_out)))
             names_in = names_out
         needed = set(encoder.required_columns(side))
         skipped = []
-        for name, step_in, _, modified in reversed(lineage):
+        for name, step_in, modified in reversed(lineage):
             if needed.isdisjoint(modified):
                 skipped.append(name)
             else:
@@ -203,7 +203,7 @@ class RecommenderPipeline(Pipeline):
         return skipped[::-1]
 
     def _transform_query(self, query, side: str):
-        """Pass a frame of ``side`` rows through the steps that prepare ``side``; ids go as they are."""
+        """Pass a frame of ``side`` rows through the steps that prepare ``side``; ids pass as is."""
         if not isinstance(query, pd.DataFrame):
             return query
         skipped = self.item_side_steps_ if side == "user" else self.user_side_steps_
