@@ -265,7 +265,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self._validate_params()
         self._check_tower_params()
         self._check_precision()
-        X = check_dataframe(X)
+        X = check_dataframe(X, ensure_non_empty=True)
         target = self._check_y(X, y)
         self._record_input(X)
         arrays = self._fit_encoder(X)
@@ -302,4 +302,5 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Most likely class of each row of X."""
+        check_is_fitted(self)
         return self.classes_[(self.decision_function(X) > 0).astype(int)]

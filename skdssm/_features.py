@@ -116,7 +116,7 @@ def infer_kind(frame: pd.DataFrame, name: str, columns: tuple, is_block: bool) -
 
 
 def check_no_missing(frame: pd.DataFrame, feature: Feature) -> None:
-    """Missing values are an error for every kind except padding inside blocks."""
+    """Missing and infinite values are an error for every kind except padding inside blocks."""
     if feature.is_block:
         return
     missing = frame[feature.columns[0]].isna().to_numpy()
@@ -126,6 +126,16 @@ def check_no_missing(frame: pd.DataFrame, feature: Feature) -> None:
             f"Column {feature.name!r} contains {int(missing.sum())} missing value(s) (first at "
             f"index {first!r}); fill or drop them before calling the estimator."
         )
+    series = frame[feature.columns[0]]
+    if pd.api.types.is_float_dtype(series.dtype):
+        # An infinite dense value turns every logit into NaN without any error from torch.
+        infinite = np.isinf(series.to_numpy(dtype=np.float64))
+        if infinite.any():
+            first = frame.index[np.flatnonzero(infinite)[0]]
+            raise ValueError(
+                f"Column {feature.name!r} contains {int(infinite.sum())} infinite value(s) (first "
+                f"at index {first!r}); replace or drop them before calling the estimator."
+            )
 
 
 def _row_hash(frame: pd.DataFrame, columns: tuple) -> np.ndarray:

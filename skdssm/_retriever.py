@@ -343,8 +343,9 @@ class TwoTowerRetriever(TwoTowerBase):
             if y.ndim != 1 or len(y) != len(X):
                 raise ValueError(f"y must be 1-D with one value per row of X; got shape {y.shape} "
                                  f"for {len(X)} rows.")
-            if np.isnan(y).any():
-                raise ValueError("y contains missing values.")
+            if not np.isfinite(y).all():
+                raise ValueError("y contains missing or infinite values; every row of X needs a "
+                                 "finite rating.")
             if self.rating_transform == "center":
                 weights = y - 2.0
             elif callable(self.rating_transform):
@@ -467,7 +468,8 @@ class TwoTowerRetriever(TwoTowerBase):
         self._validate_params()
         self._check_tower_params()
         self._check_precision()
-        X = check_dataframe(X)
+        X = check_dataframe(X, ensure_non_empty=True)
+        check_columns(X, [self.user_col, self.item_col])
         self._record_input(X)
         weights = self._row_weights(X, y, sample_weight)
         all_rows = X

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.utils import check_random_state
 
 
@@ -44,11 +45,20 @@ def check_columns(X: pd.DataFrame, columns: Iterable[str], *, what: str = "X") -
         )
 
 
-def check_dataframe(X, *, what: str = "X") -> pd.DataFrame:
-    """Require a pandas DataFrame (the interaction frame every estimator takes)."""
+def check_dataframe(X, *, what: str = "X", ensure_non_empty: bool = False) -> pd.DataFrame:
+    """Require a pandas DataFrame (the interaction frame every estimator takes), with rows when
+    ``ensure_non_empty``."""
+    if sp.issparse(X):
+        raise TypeError(
+            f"{what} must be a pandas DataFrame with one row per (user, item) interaction; got "
+            f"the sparse matrix {type(X).__name__}: sparse input is not supported. Build a "
+            "DataFrame with the id and feature columns (multi-valued features as list cells)."
+        )
     if not isinstance(X, pd.DataFrame):
         raise TypeError(
             f"{what} must be a pandas DataFrame with one row per (user, item) interaction; "
             f"got {type(X).__name__}."
         )
+    if ensure_non_empty and len(X) == 0:
+        raise ValueError(f"{what} has 0 rows; fit needs at least one (user, item) interaction.")
     return X

@@ -192,3 +192,9 @@ def test_retrieval_loss_softmax_masks_duplicates_and_known_positives():
     allowed = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=bool)
     expected = np.mean([-logits[i, i] + np.log(np.exp(logits[i, allowed[i]]).sum()) for i in range(3)])
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_missing_id_column_is_a_value_error_naming_it():
+    frame = pd.DataFrame({"user": [1, 2], "item_id": [3, 4]})
+    with pytest.raises(ValueError, match="Column 'user_id' is missing from X"):
+        TwoTowerRetriever(**FAST).fit(frame, sample_weight=pd.Series([1.0, 1.0]))

@@ -1,0 +1,332 @@
+"""A scikit-learn Pipeline that forwards the recommender verbs through its transformers.
+
+:class:`RecommenderPipeline` adds ``predict_topk``, ``kneighbors``, ``transform_users`` and
+``transform_items`` to :class:`sklearn.pipeline.Pipeline` when its final step has them.
+
+Queries of one side (a frame of users, a frame of items) lack the other side's columns, so
+the steps that only prepare the other side cannot run on them. At ``fit`` the pipeline traces,
+backwards from the columns the final estimator reads for each tower, which steps modify
+columns of that tower; the others are recorded (``item_side_steps_``, ``user_side_steps_``)
+and skipped for queries of that side. Skipping them is exact: they pass the columns of the
+queried side through untouched, and the final estimator already holds the item catalogue,
+encoded through every step, from ``fit``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.pipeline import make_pipeline as _sklearn_make_pipeline
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from ._preprocessing._base import FrameTransformer
+
+__all__ = ["RecommenderPipeline", "make_pipeline"]
+
+_BLOCK = re.compile(r"^(?P<base>.+)\[\d+\]$")
+
+
+def _final_estimator_has(attr: str):
+    def check(self) -> bool:
+        # Raises the final step's own AttributeError, which available_if turns into absence.
+        getattr(self._final_estimator, attr)
+        return True
+
+    return check
+
+
+def _modified_columns(step, names_in: list, names_out: list) -> set:
+    """Output columns of a fitted step whose values may differ from the same-named input column.
+
+    skdssm's frame transformers pass every column they do not encode through unchanged, so only
+    their new columns count; a ColumnTransformer modifies the outputs of its transformers other
+    than ``"passthrough"``; any other step is assumed to modify all of its outputs.
+    """
+    if isinstance(step, FrameTransformer):
+        return set(names_out) - set(names_in)
+    if isinstance(step, ColumnTransformer):
+        specs = {name: transformer for name, transformer, _ in step.transformers}
+        specs["remainder"] = step.remainder
+        return {
+            column
+            for name, positions in step.output_indices_.items()
+            if not (isinstance(specs.get(name), str) and specs[name] in ("passthrough", "drop"))
+            for column in names_out[positions]
+        }
+    return set(names_out)
+
+
+def _source_columns(needed: set, modified: set, names_in: list) -> set:
+    """Input columns of a step that the ``needed`` output columns are computed from.
+
+    A modified column comes from the input column of the same name (a scaler) or, for a padded
+    block ``name[i]``, from the input column ``name``. When a source cannot be traced, every input
+    column is assumed to be needed, so that the step and all before it are kept.
+    """
+    inputs = set(names_in)
+    sources = needed - modified
+    for column in needed & modified:
+        block = _BLOCK.match(str(column))
+        if column in inputs:
+            sources.add(column)
+        elif block and block["base"] in inputs:
+            sources.add(block["base"])
+        else:
+            return inputs
+    return sources
+
+
+class RecommenderPipeline(Pipeline):
+    """A :class:`~sklearn.pipeline.Pipeline` whose final step is a two-tower recommender.
+
+    Everything :class:`sklearn.pipeline.Pipeline` does is unchanged (``fit``,
+    ``predict_proba``, ``score``, ``set_params`` with ``<step>__<param>``, cloning inside
+    :class:`~sklearn.model_selection.GridSearchCV`). On top of it, the recommender verbs of the
+    final step are available when that step has them: :meth:`predict_topk`, :meth:`kneighbors`,
+    :meth:`transform_users` and :meth:`transform_items`.
+
+    Their queries pass through the transformers, with one rule: a query of one side skips the
+    steps that only prepare the other side. A frame of users (the user id and user feature
+    columns, no item column) thus works even when the pipeline pads item genres or scales item
+    columns. Which steps those are is traced at ``fit`` from the columns the final estimator
+    reads for each tower (see ``item_side_steps_``). An array of ids skips every transformer
+    and goes straight to the final step, which looks up the features it stored in fit.
+
+    Parameters
+    ----------
+    steps : list of (str, estimator) tuples
+        As in :class:`sklearn.pipeline.Pipeline`; the last one is the recommender
+        (:class:`~skdssm.DSSMRecommender` or :class:`~skdssm.TwoTowerRetriever`).
+    transform_input : list of str, default=None
+        As in :class:`sklearn.pipeline.Pipeline` (metadata routing).
+    memory : str or object with the joblib.Memory interface, default=None
+        Caches the fitted transformers, as in :class:`sklearn.pipeline.Pipeline`.
+    verbose : bool, default=False
+        Print the time each step takes to fit.
+
+    Attributes
+    ----------
+    item_side_steps_ : list of str
+        Names of the transformers that leave every user-tower column untouched; frames of
+        users skip them. Steps that modify columns skdssm cannot trace (any transformer other
+        than skdssm's and :class:`~sklearn.compose.ColumnTransformer`) are never listed.
+    user_side_steps_ : list of str
+        Names of the transformers that leave every item-tower column untouched; frames of items
+        (``transform_items``) skip them.
+    named_steps, n_features_in_, feature_names_in_
+        As in :class:`sklearn.pipeline.Pipeline`.
+
+    See Also
+    --------
+    make_pipeline : build a RecommenderPipeline without naming the steps.
+
+    Notes
+    -----
+    A step that modifies columns of both towers (a ColumnTransformer scaling a user column and
+    an item column) cannot be applied to a users-only frame nor skipped; such a frame then raises
+    a ValueError naming the step. Split it into a user-side and an item-side step.
+
+    :class:`~sklearn.model_selection.GridSearchCV` does not forward arbitrary methods: after a
+    search, call ``search.best_estimator_.predict_topk(...)``.
+
+    Examples
+    --------
+    >>> from sklearn.compose import ColumnTransformer
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skdssm import DSSMRecommender
+    >>> from skdssm.datasets import make_interactions
+    >>> from skdssm.pipeline import RecommenderPipeline
+    >>> from skdssm.preprocessing import MultiHotPadder
+    >>> data = make_interactions(n_users=40, n_items=30, interactions_per_user=8, random_state=0)
+    >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+    >>> scale = ColumnTransformer([("price", StandardScaler(), ["price"])],
+    ...                           remainder="passthrough", verbose_feature_names_out=False)
+    >>> pipe = RecommenderPipeline([
+    ...     ("padder", MultiHotPadder(columns=["tags"], max_len=3)),
+    ...     ("scale", scale.set_output(transform="pandas")),
+    ...     ("model", DSSMRecommender(hidden_dims=(16, 8), embedding_dim=4, max_epochs=2,
+    ...                               early_stopping=False, random_state=0)),
+    ... ]).fit(X, y)
+    >>> pipe.item_side_steps_
+    ['padder', 'scale']
+    >>> users = data.users[["user_id", "segment", "age_group", "activity"]].head(3)
+    >>> pipe.predict_topk(users, k=5).shape
+    (3, 5)
+    """
+
+    def fit(self, X, y=None, **params) -> RecommenderPipeline:
+        """Fit the transformers and the final estimator, then trace each tower's steps.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Interaction rows, as the first step expects them.
+        y : array-like of shape (n_samples,), default=None
+            Labels, passed to the final estimator.
+        **params : dict of str -> object
+            ``<step>__<param>`` fit parameters, as in :meth:`sklearn.pipeline.Pipeline.fit`.
+
+        Returns
+        -------
+        self
+        """
+        super().fit(X, y, **params)
+        self.item_side_steps_ = self._steps_skipped_by("user", X)
+        self.user_side_steps_ = self._steps_skipped_by("item", X)
+        return self
+
+    def _steps_skipped_by(self, side: str, X) -> list:
+        """Transformers that leave every column the final estimator reads for ``side`` untouched."""
+        encoder = getattr(self._final_estimator, "feature_encoder_", None)
+        if encoder is None:
+            return []
+        names_in = list(X.columns) if isinstance(X, pd.DataFrame) else None
+        lineage = []
+        for _, name, step in self._iter(with_final=False):
+            if names_in is None or not hasattr(step, "get_feature_names_out"):
+                # Without column names nothing can be traced: every step is kept for both sides.
+                return []
+            names_out = list(step.get_feature_names_out(names_in))
+            lineage.append((name, names_in, _modified_columns(step, names_in, names_out)))
+            names_in = names_out
+        needed = set(encoder.required_columns(side))
+        skipped = []
+        for name, step_in, modified in reversed(lineage):
+            if needed.isdisjoint(modified):
+                skipped.append(name)
+            else:
+                needed = _source_columns(needed, modified, step_in)
+        return skipped[::-1]
+
+    def _transform_query(self, query, side: str):
+        """Pass a frame of ``side`` rows through the steps that prepare ``side``; ids pass as is."""
+        if not isinstance(query, pd.DataFrame):
+            return query
+        skipped = self.item_side_steps_ if side == "user" else self.user_side_steps_
+        for _, name, step in self._iter(with_final=False):
+            if name in skipped:
+                continue
+            try:
+                query = step.transform(query)
+            except (KeyError, ValueError) as exc:
+                raise ValueError(
+                    f"Step {name!r} of the pipeline modifies columns the {side} tower reads but "
+                    f"could not transform the frame of {side}s: {exc}. The frame must hold every "
+                    f"column this step reads (a ColumnTransformer with remainder='passthrough' "
+                    f"reads all the columns it saw in fit); split the step into a {side}-side "
+                    f"one and one for the other side, or pass an array of {side} ids."
+                ) from exc
+        return query
+
+    @available_if(_final_estimator_has("predict_topk"))
+    def predict_topk(self, users, k: int = 10, **params):
+        """Ids of the ``k`` best catalogue items for each user, from the final step.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            Ids go straight to the final step (which uses the features it stored in fit). A
+            DataFrame holds the user id and user feature columns as they enter the pipeline (item
+            columns are not needed); it passes through the steps that modify user-tower columns.
+        k : int, default=10
+            Number of items per user.
+        **params : dict
+            Other arguments of the final step's ``predict_topk`` (``exclude_seen``,
+            ``return_scores``, ``fill_value``).
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_users, k)
+            And the scores when ``return_scores=True``.
+        """
+        check_is_fitted(self)
+        return self._final_estimator.predict_topk(self._transform_query(users, "user"), k=k,
+                                                  **params)
+
+    @available_if(_final_estimator_has("kneighbors"))
+    def kneighbors(self, X=None, *args, **params):
+        """The final step's ``kneighbors``; a DataFrame ``X`` is a frame of users.
+
+        Parameters
+        ----------
+        X : array-like of user ids, DataFrame or None, default=None
+            The queries, prepared as in :meth:`predict_topk`; None is passed on unchanged.
+        *args, **params
+            Other arguments of the final step's ``kneighbors`` (``n_neighbors``,
+            ``return_distance``, ...).
+
+        Returns
+        -------
+        Whatever the final step's ``kneighbors`` returns.
+        """
+        check_is_fitted(self)
+        return self._final_estimator.kneighbors(self._transform_query(X, "user"), *args, **params)
+
+    @available_if(_final_estimator_has("transform_users"))
+    def transform_users(self, users):
+        """User-tower embeddings from the final step.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As in :meth:`predict_topk`.
+
+        Returns
+        -------
+        ndarray of shape (n_users, embedding_size)
+        """
+        check_is_fitted(self)
+        return self._final_estimator.transform_users(self._transform_query(users, "user"))
+
+    @available_if(_final_estimator_has("transform_items"))
+    def transform_items(self, items=None):
+        """Item-tower embeddings from the final step.
+
+        Parameters
+        ----------
+        items : array-like of item ids, DataFrame or None, default=None
+            None gives the fitted catalogue; ids go straight to the final step; a DataFrame holds
+            the item id and item feature columns as they enter the pipeline (no user column) and
+            passes through the steps that modify item-tower columns.
+
+        Returns
+        -------
+        ndarray of shape (n_items, embedding_size)
+        """
+        check_is_fitted(self)
+        return self._final_estimator.transform_items(self._transform_query(items, "item"))
+
+
+def make_pipeline(*steps, memory=None, transform_input=None, verbose=False) -> RecommenderPipeline:
+    """Build a :class:`RecommenderPipeline`, naming each step after its lower-cased class.
+
+    Parameters
+    ----------
+    *steps : list of estimators
+        Transformers, then the recommender.
+    memory : str or object with the joblib.Memory interface, default=None
+    transform_input : list of str, default=None
+    verbose : bool, default=False
+        As in :func:`sklearn.pipeline.make_pipeline`.
+
+    Returns
+    -------
+    RecommenderPipeline
+
+    Examples
+    --------
+    >>> from skdssm import DSSMRecommender
+    >>> from skdssm.pipeline import make_pipeline
+    >>> from skdssm.preprocessing import MultiHotPadder
+    >>> pipe = make_pipeline(MultiHotPadder(columns=["tags"]), DSSMRecommender())
+    >>> [name for name, _ in pipe.steps]
+    ['multihotpadder', 'dssmrecommender']
+    """
+    named = _sklearn_make_pipeline(*steps, memory=memory, transform_input=transform_input,
+                                   verbose=verbose)
+    return RecommenderPipeline(named.steps, memory=memory, transform_input=transform_input,
+                               verbose=verbose)
