@@ -1,0 +1,113 @@
+"""Design 4 without Yelp: a content-only two-tower model over OSM-like geo features.
+
+Restaurants are described by heavy-tailed counts, lengths and areas of POIs, roads, buildings...
+within 100/200/500 m (``make_geo_interactions``). The pipeline scales them with sklearn's own
+``StandardScaler`` inside a ``ColumnTransformer``; the user tower is the profile of the user (mean
+of the scaled features of the items they rated positively), the item tower sees only the item's
+features (``item_id_embedding=False``), ratings are centered (rating - 2: ratings 1-2 become
+explicit negatives for BCE and are dropped for BPR). BCE and BPR are compared with a popularity
+baseline and with the same BCE model fed unscaled features, by full-ranking Recall / Precision /
+HitRate / NDCG@10 on held-out positives (rating >= 4).
+
+Usage::
+
+    python examples/geo_two_tower.py [--n-users 1000] [--n-items 800] [--random-state 0]
+
+Prints a table and saves ``examples/out/geo_two_tower.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import StandardScaler
+
+from skdssm import TwoTowerRetriever
+from skdssm.baselines import PopularityRecommender
+from skdssm.datasets import make_geo_interactions
+from skdssm.metrics import hit_rate_at_k, ndcg_at_k, precision_at_k, recall_at_k
+from skdssm.model_selection import UserHoldoutSplit
+from skdssm.pipeline import make_pipeline
+
+METRICS = {"Recall@10": recall_at_k, "Precision@10": precision_at_k,
+           "HitRate@10": hit_rate_at_k, "NDCG@10": ndcg_at_k}
+
+
+def retriever(loss: str, seed: int) -> TwoTowerRetriever:
+    return TwoTowerRetriever(user_representation="profile", item_id_embedding=False,
+                             rating_transform="center", loss=loss, negative_sampler="uniform",
+                             n_negatives=4, hidden_dims=(64, 32), embedding_dim=16,
+                             temperature=0.1, lr=3e-3, max_epochs=40, random_state=seed)
+
+
+def scaled(model) -> object:
+    geo = ColumnTransformer([("geo", StandardScaler(), make_column_list)],
+                            remainder="passthrough", verbose_feature_names_out=False)
+    return make_pipeline(geo.set_output(transform="pandas"), model)
+
+
+def make_column_list(frame: pd.DataFrame) -> list:
+    """The geo columns: every float feature of the item table."""
+    return [c for c in frame.columns if c not in ("user_id", "item_id", "timestamp")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-users", type=int, default=1000)
+    parser.add_argument("--n-items", type=int, default=800)
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "out"))
+    args = parser.parse_args()
+
+    data = make_geo_interactions(n_users=args.n_users, n_items=args.n_items,
+                                 random_state=args.random_state)
+    frame = data.frame
+    train_rows, test_rows = next(UserHoldoutSplit(test_size=0.2, random_state=0).split(frame))
+    train, test = frame.iloc[train_rows], frame.iloc[test_rows]
+    test = test[test["rating"] >= 4]
+    users = np.sort(test["user_id"].unique())
+    X_train, ratings = train.drop(columns="rating"), train["rating"].to_numpy()
+    print(f"{len(train):,} training ratings, {len(test):,} held-out positives of {len(users):,} "
+          f"users; {frame['item_id'].nunique():,} restaurants, "
+          f"{len(make_column_list(X_train))} geo features\n")
+
+    models = {
+        "popularity": PopularityRecommender(),
+        "BCE, scaled": scaled(retriever("bce", args.random_state)),
+        "BPR, scaled": scaled(retriever("bpr", args.random_state)),
+        "BCE, unscaled": retriever("bce", args.random_state),
+    }
+    rows = []
+    for name, model in models.items():
+        start = time.perf_counter()
+        model.fit(X_train, ratings)
+        seconds = time.perf_counter() - start
+        top = model.predict_topk(users, k=10)
+        rows.append({"model": name, **{metric: function(test, top, users=users, k=10)
+                                       for metric, function in METRICS.items()},
+                     "fit seconds": seconds})
+        print(f"{name}: Recall@10 {rows[-1]['Recall@10']:.4f} ({seconds:.1f} s)", flush=True)
+
+    table = pd.DataFrame(rows).set_index("model")
+    print("\n" + table.to_string(float_format="%.4f"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = table[list(METRICS)].T.plot.bar(figsize=(8, 4.5), rot=0)
+    ax.set(ylabel="value", title="Geo two-tower (design 4), full ranking, held-out positives")
+    ax.grid(axis="y", alpha=0.3)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ax.figure.savefig(out / "geo_two_tower.png", dpi=120, bbox_inches="tight")
+    print(f"\nsaved {out / 'geo_two_tower.png'}")
+
+
+if __name__ == "__main__":
+    main()
