@@ -1,9 +1,11 @@
 """skdssm: scikit-learn compatible two-tower (DSSM) recommenders."""
 
-from . import metrics, model_selection, neighbors
+from . import baselines, datasets, metrics, model_selection, neighbors, pipeline, preprocessing
 from .estimators import DSSMRecommender, TwoTowerRetriever
+from .pipeline import RecommenderPipeline, make_pipeline
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DSSMRecommender", "TwoTowerRetriever", "metrics", "model_selection", "neighbors",
-           "__version__"]
+__all__ = ["DSSMRecommender", "TwoTowerRetriever", "RecommenderPipeline", "make_pipeline",
+           "baselines", "datasets", "metrics", "model_selection", "neighbors", "pipeline",
+           "preprocessing", "__version__"]
