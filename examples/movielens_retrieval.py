@@ -64,12 +64,14 @@ def ease_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, l2: float = 5
 
 
 def als_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, seed: int):
-    """implicit's ALS, lightly tuned (64 factors, regularization 0.05, 20 iterations, alpha 2)."""
+    """implicit's ALS: 64 factors, regularization 10, alpha 1, 15 iterations, the best of a
+    36-point grid (factors 32-200, regularization 0.01-100, alpha 0.5-20) on a validation holdout
+    carved from the training positives (never the test rows)."""
     from implicit.als import AlternatingLeastSquares
 
     users, items = pd.Index(np.unique(train["user_id"])), pd.Index(np.unique(train["item_id"]))
     X = interaction_matrix(train, users, items)
-    model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=20, alpha=2.0,
+    model = AlternatingLeastSquares(factors=64, regularization=10.0, iterations=15, alpha=1.0,
                                     random_state=seed)
     model.fit(X, show_progress=False)
     rows = X[users.get_indexer(test_users)]
