@@ -6,9 +6,10 @@ queries are drawn the same way (never from the indexed set). Queries run single-
 
 Sections (markdown on stdout, and in --output):
 
-1. Per catalogue size: build time (graph + ef tuning), bytes per item of the serialised graph,
-   tuned ef_search and its recall on the tuning queries, then recall@10 and queries/s of HNSW on
-   separate evaluation queries vs exact search (batched torch matmul + topk), plus an ef sweep.
+1. Per catalogue size and graph degree M: build time (graph + ef tuning), bytes per item of the
+   serialised graph, tuned ef_search and its recall (and 95% lower bound) on the tuning queries,
+   then recall@10 and queries/s of HNSW on separate evaluation queries vs exact search (batched
+   torch matmul + topk), plus an ef sweep. HNSW timings are the median of 3 repeats.
 2. Crossover: queries/s of exact vs tuned HNSW over small catalogues, for ``index="auto"``.
 3. Exclusions: over-fetching ``k + n_excluded`` and dropping vs hnswlib's ``filter`` callable.
 
@@ -17,6 +18,8 @@ Usage::
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000 1000000 \\
         --build-threads 2 --output benchmarks/results_kneighbors.md
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 100000  # quick
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py --sizes 1000000 \
+        --M 24 32 --ef-construction 200 --build-threads 2 --skip-crossover --skip-exclusions
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from skdssm.neighbors import ExactIndex, HNSWIndex, exact_topk, recall_against
 
 K = 10
+SWEEP_EF = (20, 40, 60, 80, 100, 120, 160)
 
 
 def clustered(n: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -46,43 +50,54 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def build(items, tuning_queries, threads, seed, **params):
-    index = HNSWIndex(M=16, ef_construction=200, n_threads=threads, random_state=seed, **params)
+def median_timed(function, *args, repeats=3, **kwargs):
+    """Result and median seconds of ``repeats`` calls (short timings on a shared machine)."""
+    runs = [timed(function, *args, **kwargs) for _ in range(repeats)]
+    return runs[0][0], float(np.median([seconds for _, seconds in runs]))
+
+
+def build(items, tuning_queries, threads, seed, M=16, ef_construction=200, **params):
+    index = HNSWIndex(M=M, ef_construction=ef_construction, n_threads=threads, random_state=seed,
+                      **params)
     index, seconds = timed(index.fit, items, queries=tuning_queries, k=K)
     index.set_params(n_threads=1)  # queries are always single-threaded
     return index, seconds
 
 
-def section_sizes(sizes, centres, rng, n_queries, threads, lines):
+def section_sizes(sizes, degrees, ef_construction, centres, rng, n_queries, n_tuning, threads,
+                  lines):
     lines += ["## HNSW vs exact, recall@10 and single-threaded queries/s", "",
-              f"{n_queries} evaluation queries (batched), tuning on 1,000 other queries; "
-              f"M=16, ef_construction=200, target_recall=0.99; graph built with "
-              f"{threads} thread(s).", "",
-              "| n_items | build+tune s | bytes/item | tuned ef | tuning recall | HNSW recall@10 "
-              "| HNSW q/s | exact q/s | speed-up |", "|" + "---|" * 9]
+              f"{n_queries} evaluation queries (batched), tuning on {n_tuning:,} other queries; "
+              f"ef_construction={ef_construction}, target_recall=0.99 (95% lower bound); graph "
+              f"built with {threads} thread(s); HNSW q/s the median of 3 runs.", "",
+              "| n_items | M | build+tune s | bytes/item | tuned ef | tuning recall (lower) "
+              "| HNSW recall@10 | HNSW q/s | exact q/s | speed-up |", "|" + "---|" * 10]
     sweeps = []
     for n in sizes:
         items = clustered(n, centres, rng)
-        tuning, queries = clustered(1000, centres, rng), clustered(n_queries, centres, rng)
-        index, build_s = build(items, tuning, threads, 0)
+        tuning, queries = clustered(n_tuning, centres, rng), clustered(n_queries, centres, rng)
         exact = ExactIndex().fit(items)
         (_, truth), exact_s = timed(exact.query, queries, K)
-        (_, found), hnsw_s = timed(index.query, queries, K)
-        recall = recall_against(found, truth)
-        bytes_per_item = index.index_.index_file_size() / n
-        lines.append(f"| {n:,} | {build_s:.1f} | {bytes_per_item:.0f} | {index.ef_search_} | "
-                     f"{index.recall_:.4f} | {recall:.4f} | {n_queries / hnsw_s:,.0f} | "
-                     f"{n_queries / exact_s:,.0f} | {exact_s / hnsw_s:.0f}x |")
-        for ef in (20, 40, 80, 160):
-            index.set_params(ef_search=ef)
-            index.ef_search_ = ef
-            (_, found), seconds = timed(index.query, queries, K)
-            sweeps.append(f"| {n:,} | {ef} | {recall_against(found, truth):.4f} | "
-                          f"{n_queries / seconds:,.0f} | {exact_s / seconds:.0f}x |")
-        print("\n".join(lines[-1:]), file=sys.stderr, flush=True)
+        for M in degrees:
+            index, build_s = build(items, tuning, threads, 0, M=M, ef_construction=ef_construction)
+            (_, found), hnsw_s = median_timed(index.query, queries, K)
+            bytes_per_item = index.index_.index_file_size() / n
+            lines.append(f"| {n:,} | {M} | {build_s:.1f} | {bytes_per_item:.0f} | "
+                         f"{index.ef_search_} | {index.recall_:.4f} ({index.recall_lower_:.4f}) | "
+                         f"{recall_against(found, truth):.4f} | {n_queries / hnsw_s:,.0f} | "
+                         f"{n_queries / exact_s:,.0f} | {exact_s / hnsw_s:.0f}x |")
+            print(lines[-1], file=sys.stderr, flush=True)
+            for ef in SWEEP_EF:
+                index.set_params(ef_search=ef)
+                index.ef_search_ = ef
+                (_, found), seconds = median_timed(index.query, queries, K)
+                sweeps.append(f"| {n:,} | {M} | {ef} | {recall_against(found, truth):.4f} | "
+                              f"{n_queries / seconds:,.0f} | {exact_s / seconds:.0f}x |")
+                print(sweeps[-1], file=sys.stderr, flush=True)
+            del index
     lines += ["", "ef_search sweep (same queries):", "",
-              "| n_items | ef_search | recall@10 | HNSW q/s | speed-up vs exact |", "|---|---|---|---|---|",
-              *sweeps, ""]
+              "| n_items | M | ef_search | recall@10 | HNSW q/s | speed-up vs exact |",
+              "|---|---|---|---|---|---|", *sweeps, ""]
 
 
 def section_crossover(centres, rng, n_queries, lines):
@@ -145,6 +160,10 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--tuning-queries", type=int, default=2000)
+    parser.add_argument("--M", type=int, nargs="+", default=[16],
+                        help="graph degrees to build for the first section, one graph each")
+    parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--build-threads", type=int, default=1,
                         help="threads for graph construction only (queries use one)")
     parser.add_argument("--skip-crossover", action="store_true")
@@ -157,7 +176,8 @@ def main(argv=None) -> None:
              f"`OMP_NUM_THREADS=1 python benchmarks/bench_kneighbors.py {' '.join(sys.argv[1:])}`",
              "", f"d={args.dim}, 1,000 Gaussian centres, unit-variance noise, L2-normalised; "
              f"torch {torch.__version__}, torch threads {torch.get_num_threads()}.", ""]
-    section_sizes(args.sizes, centres, rng, args.queries, args.build_threads, lines)
+    section_sizes(args.sizes, args.M, args.ef_construction, centres, rng, args.queries,
+                  args.tuning_queries, args.build_threads, lines)
     if not args.skip_crossover:
         section_crossover(centres, rng, args.queries, lines)
     if not args.skip_exclusions:

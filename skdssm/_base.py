@@ -26,7 +26,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 EMBED_BATCH_SIZE = 4096
 # The index is tuned for recall at this k, on the embeddings of at most this many training users.
 INDEX_TUNING_K = 10
-INDEX_TUNING_USERS = 1000
+INDEX_TUNING_USERS = 2000
 
 _dims = [list, tuple]
 

@@ -34,7 +34,12 @@ EXACT_CROSSOVER = 15_000
 _MAX_CHUNK_ENTRIES = 1 << 26
 _MAX_QUERY_CHUNK = 1024
 # ef_search tuning evaluates at most this many query vectors.
-_N_TUNING_QUERIES = 1000
+_N_TUNING_QUERIES = 2000
+# One-sided 95% normal quantile. Tuning asks the lower confidence bound of the recall estimate,
+# mean - z * standard error over the per-query recalls, to reach target_recall, not the sample
+# mean: the smallest ef whose sample mean just passes is, by construction, the ef at which the
+# sample was luckiest, and on fresh queries it fell short (benchmarks/results_kneighbors.md).
+_TUNING_Z = 1.645
 
 
 def _check_vectors(vectors, name: str, dim: int | None = None) -> np.ndarray:
@@ -97,13 +102,26 @@ def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
     return scores_out, index_out
 
 
+def recall_per_query(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Fraction of each row of ``truth`` (exact top-k positions) present in ``found``."""
+    # (n, k, k) comparison: k is small (tens), the sample at most a few thousand rows.
+    return (found[:, :, None] == truth[:, None, :]).any(axis=1).mean(axis=1)
+
+
 def recall_against(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each row of ``truth`` (exact top-k positions) present in ``found``."""
     if len(truth) == 0:
         return 1.0
-    # (n, k, k) comparison: k is small (tens), the sample at most a few thousand rows.
-    hits = (found[:, :, None] == truth[:, None, :]).any(axis=1)
-    return float(hits.mean())
+    return float(recall_per_query(found, truth).mean())
+
+
+def recall_lower_bound(per_query: np.ndarray, z: float = _TUNING_Z) -> float:
+    """``mean - z * standard error`` of per-query recalls (a one-sided normal confidence bound
+    on the mean recall of queries drawn like these; queries are independent, the ``k`` hits
+    within one query are not, so the query is the unit)."""
+    if len(per_query) < 2:
+        return float(per_query.mean()) if len(per_query) else 1.0
+    return float(per_query.mean() - z * per_query.std(ddof=1) / math.sqrt(len(per_query)))
 
 
 class _IndexBase(BaseEstimator):
@@ -284,7 +302,11 @@ class HNSWIndex(_IndexBase):
     On L2-normalised vectors hnswlib's ``"ip"`` distance ``1 - dot`` is the cosine distance.
     With ``ef_search=None`` the search depth is tuned in :meth:`fit`: the smallest ``ef_search``
     of a doubling-then-bisection search whose recall@k against exact search, on a sample of
-    query vectors, reaches ``target_recall``. Queries for larger ``k`` scale ``ef`` by ``k`` over
+    query vectors, reaches ``target_recall`` with 95% confidence: the one-sided lower bound
+    ``mean - 1.645 * standard error`` of the per-query recalls must reach it, so that recall on
+    fresh queries drawn like the sample meets the target rather than half the time. The margin
+    shrinks with the sample size (about 0.001 at recall 0.99 on 2,000 queries, when one query
+    in ten misses one of its ten neighbours). Queries for larger ``k`` scale ``ef`` by ``k`` over
     the tuning ``k`` so the tuned ratio holds; over-fetched slots for excluded items widen the
     result list (hnswlib searches with ``max(ef, n_fetched)``) but not ``ef`` itself.
 
@@ -312,6 +334,8 @@ class HNSWIndex(_IndexBase):
         The ``ef`` used for queries at the tuning ``k``.
     recall_ : float
         Recall@k measured against exact search on the tuning sample at ``ef_search_``.
+    recall_lower_ : float
+        Its one-sided 95% lower confidence bound (what tuning compares to ``target_recall``).
     tuning_k_ : int
         The ``k`` of the tuning.
     n_items_, n_features_in_ : int
@@ -358,7 +382,7 @@ class HNSWIndex(_IndexBase):
         y : None
             Ignored.
         queries : array-like of shape (n_queries, n_dims), default=None
-            Typical query vectors (user embeddings) for tuning; at most 1,000 are sampled. None
+            Typical query vectors (user embeddings) for tuning; at most 2,000 are sampled. None
             uses perturbed item vectors (each item plus Gaussian noise of the same norm scale,
             renormalised), so tuning never queries the exact indexed points.
         k : int, default=10
@@ -381,9 +405,11 @@ class HNSWIndex(_IndexBase):
         _, truth = exact_topk(sample, embeddings, self.tuning_k_)
         if self.ef_search is not None:
             self.ef_search_ = int(self.ef_search)
-            self.recall_ = self._recall(sample, truth, self.ef_search_)
+            per_query = self._recall(sample, truth, self.ef_search_)
         else:
-            self.ef_search_, self.recall_ = self._tune(sample, truth)
+            self.ef_search_, per_query = self._tune(sample, truth)
+        self.recall_ = float(per_query.mean()) if len(per_query) else 1.0
+        self.recall_lower_ = recall_lower_bound(per_query)
         return self
 
     def _tuning_queries(self, embeddings, queries, rng) -> np.ndarray:
@@ -401,29 +427,35 @@ class HNSWIndex(_IndexBase):
         noisy = picked * np.linalg.norm(picked, axis=1, keepdims=True) + noise
         return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
-    def _recall(self, sample, truth, ef: int) -> float:
+    def _recall(self, sample, truth, ef: int) -> np.ndarray:
+        """Per-query recall@k of the sample at ``ef``."""
         self.index_.set_ef(ef)
         labels, _ = self.index_.knn_query(sample, k=self.tuning_k_, num_threads=self.n_threads)
-        return recall_against(labels.astype(np.int64), truth)
+        return recall_per_query(labels.astype(np.int64), truth)
 
-    def _tune(self, sample, truth) -> tuple[int, float]:
-        """Smallest ef reaching target_recall: double from k until it does, then bisect."""
+    def _reaches(self, per_query: np.ndarray) -> bool:
+        return recall_lower_bound(per_query) >= self.target_recall
+
+    def _tune(self, sample, truth) -> tuple[int, np.ndarray]:
+        """Smallest ef whose recall lower bound reaches target_recall: double from k, then
+        bisect. Returns the ef and its per-query recalls."""
         low, ef = 0, self.tuning_k_
         recall = self._recall(sample, truth, ef)
-        while recall < self.target_recall and ef < self.n_items_:
+        while not self._reaches(recall) and ef < self.n_items_:
             low, ef = ef, min(2 * ef, self.n_items_)
             recall = self._recall(sample, truth, ef)
-        if recall < self.target_recall:
+        if not self._reaches(recall):
             warnings.warn(
-                f"HNSWIndex reached recall@{self.tuning_k_} = {recall:.4f} < target_recall="
-                f"{self.target_recall} even at ef_search={ef} (the catalogue size); raise M or "
-                "ef_construction, or use ExactIndex.", UserWarning, stacklevel=3)
+                f"HNSWIndex reached recall@{self.tuning_k_} = {recall.mean():.4f} (95% lower "
+                f"bound {recall_lower_bound(recall):.4f}) < target_recall={self.target_recall} "
+                f"even at ef_search={ef} (the catalogue size); raise M or ef_construction, pass "
+                "more tuning queries, or use ExactIndex.", UserWarning, stacklevel=3)
             return ef, recall
         high, best = ef, recall
         while high - low > max(1, high // 16):
             middle = (low + high) // 2
             middle_recall = self._recall(sample, truth, middle)
-            if middle_recall >= self.target_recall:
+            if self._reaches(middle_recall):
                 high, best = middle, middle_recall
             else:
                 low = middle

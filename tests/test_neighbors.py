@@ -16,6 +16,8 @@ from skdssm.neighbors import (
     exact_topk,
     make_index,
     recall_against,
+    recall_lower_bound,
+    recall_per_query,
 )
 
 FAST = dict(hidden_dims=(32, 16), embedding_dim=8, max_epochs=3, batch_size=64, lr=1e-2,
@@ -49,6 +51,24 @@ def test_tuned_hnsw_reaches_the_target_recall_on_new_queries(vectors, hnsw):
     lower = HNSWIndex(ef_search=max(1, hnsw.ef_search_ // 4), random_state=0).fit(
         items, queries=vectors[1])
     assert lower.recall_ < hnsw.recall_
+
+
+def test_recall_lower_bound_is_mean_minus_z_standard_errors():
+    found = np.array([[0, 1], [0, 9], [9, 8], [1, 0]])
+    truth = np.array([[0, 1], [0, 1], [0, 1], [0, 1]])
+    per_query = recall_per_query(found, truth)
+    assert per_query.tolist() == [1.0, 0.5, 0.0, 1.0]
+    standard_error = np.std(per_query, ddof=1) / 2
+    assert recall_lower_bound(per_query) == pytest.approx(0.625 - 1.645 * standard_error)
+    assert recall_lower_bound(np.ones(5)) == 1.0
+
+
+def test_tuning_asks_the_lower_bound_not_the_mean_to_reach_the_target(vectors, hnsw):
+    items, tuning, _ = vectors
+    assert hnsw.recall_lower_ >= 0.995 and hnsw.recall_lower_ < hnsw.recall_
+    # The smallest ef whose lower bound passes is chosen: half of it does not pass.
+    below = HNSWIndex(ef_search=hnsw.ef_search_ // 2, random_state=0).fit(items, queries=tuning)
+    assert below.recall_lower_ < 0.995
 
 
 def test_tuning_without_queries_uses_perturbed_items(vectors):
