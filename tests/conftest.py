@@ -20,3 +20,15 @@ def movielens_home() -> Path:
     if not (home / "ml-100k" / "u.data").exists():
         pytest.skip(f"MovieLens-100K not found under {home} (set SKDSSM_DATA)")
     return home
+
+
+@pytest.fixture
+def single_thread():
+    """Run torch on one thread: the real-data bars were measured that way, and float reductions
+    (hence trained weights) depend on the thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

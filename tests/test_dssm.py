@@ -219,7 +219,7 @@ def test_both_losses_learn(loss, data):
 
 
 @pytest.mark.realdata
-def test_movielens_100k_defaults_reach_the_auc_bar(movielens_home):
+def test_movielens_100k_defaults_reach_the_auc_bar(movielens_home, single_thread):
     """Issue 3's bar: DSSMRecommender() defaults, test ROC AUC >= 0.78 on the project's split."""
     from skdssm._demo import movielens_split
     from skdssm.datasets import fetch_movielens

@@ -223,7 +223,7 @@ def test_geo_profile_towers_recover_the_planted_preference(geo, loss, sampler):
 
 
 @pytest.mark.realdata
-def test_movielens_100k_defaults_reach_the_recall_bar(movielens_home):
+def test_movielens_100k_defaults_reach_the_recall_bar(movielens_home, single_thread):
     """Issue 6's protocol and bar: TwoTowerRetriever() defaults, full-ranking Recall@10."""
     from skdssm.datasets import fetch_movielens
     from skdssm.model_selection import UserHoldoutSplit
