@@ -18,7 +18,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
 from ._features import N_RESERVED, OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
-from ._utils import check_dataframe, derive_seed
+from ._utils import check_columns, check_dataframe, derive_seed
 from .neighbors import exact_topk, make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
 
@@ -143,8 +143,9 @@ class TwoTowerBase(BaseEstimator):
     def _ids_array(self, vocabulary: pd.Index, column: pd.Series) -> np.ndarray:
         return pd.Series(vocabulary.to_numpy(), dtype=object).astype(column.dtype).to_numpy()
 
-    def _fit_catalogue(self, X: pd.DataFrame) -> None:
-        """Known users and items (features of their last row in X) and the pairs seen in fit."""
+    def _fit_catalogue(self, X: pd.DataFrame, seen_rows: pd.DataFrame | None = None) -> None:
+        """Known users and items (features of their last row in X) and the pairs seen in fit
+        (those of ``seen_rows`` when given, else of X)."""
         encoder = self.feature_encoder_
         user_vocab = encoder.feature(self.user_col).vocabulary
         item_vocab = encoder.feature(self.item_col).vocabulary
@@ -152,7 +153,7 @@ class TwoTowerBase(BaseEstimator):
         self.item_ids_ = self._ids_array(item_vocab, X[self.item_col])
         self.user_inputs_ = self._user_table(X)
         self.item_inputs_ = self._last_rows_inputs(X, self.item_col, item_vocab, "item")
-        self.seen_items_ = self._seen_matrix(X)
+        self.seen_items_ = self._seen_matrix(X if seen_rows is None else seen_rows)
 
     def _seen_matrix(self, X: pd.DataFrame) -> sp.csr_matrix:
         """Boolean users x items matrix of the (known user, known item) pairs of X."""
@@ -442,9 +443,7 @@ class TwoTowerBase(BaseEstimator):
         """
         check_is_fitted(self)
         items = check_dataframe(items, what="items")
-        if self.item_col not in items.columns:
-            raise ValueError(f"Column {self.item_col!r} is missing from items; items has columns "
-                             f"{list(items.columns)}.")
+        check_columns(items, [self.item_col], what="items")
         items = items.drop_duplicates(self.item_col, keep="last")
         inputs, positions = self._inputs_for("item", items)
         vectors = self._embed("item", inputs)

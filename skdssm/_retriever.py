@@ -168,17 +168,6 @@ class FullRankingRecall(Callback):
         self.best_ = max(self.best_, score)
 
 
-def recall_from_positions(positions: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
-    """Mean over rows with a relevant item of hits@k / min(k, n_relevant) (rows aligned)."""
-    return recall_at_k(relevant, positions, k=k)
-
-
-def user_holdout(user_codes: np.ndarray, fraction: float, seed: int, min_interactions: int = 5):
-    """Per-user random holdout: ``fraction`` of the rows of users with enough rows (>= 1, and at
-    least one row left in train). Returns sorted (train_rows, valid_rows)."""
-    return user_holdout_rows(user_codes, fraction, check_generator(seed), min_interactions)
-
-
 class TwoTowerRetriever(TwoTowerBase):
     """Two-tower retrieval model trained on positive interactions only, with sampled negatives.
 
@@ -449,7 +438,7 @@ class TwoTowerRetriever(TwoTowerBase):
             items = embed(module.item_tower, item_inputs, device)
             queries = embed(module.user_tower, user_inputs, device)
             _, top = exact_topk(queries, items, k, exclude=seen)
-            return recall_from_positions(top, relevant, k)
+            return recall_at_k(relevant, top, k=k)
 
         return evaluate
 
@@ -488,8 +477,9 @@ class TwoTowerRetriever(TwoTowerBase):
         seed = self._seed()
 
         user_codes = pd.factorize(X[self.user_col])[0]
-        train_rows, valid_rows = (user_holdout(user_codes, self.validation_fraction, seed)
-                                  if self.early_stopping else (np.arange(len(X)), np.zeros(0, int)))
+        train_rows, valid_rows = (
+            user_holdout_rows(user_codes, self.validation_fraction, check_generator(seed))
+            if self.early_stopping else (np.arange(len(X)), np.zeros(0, int)))
         in_train = np.zeros(len(X), dtype=bool)
         in_train[train_rows] = True
 
@@ -504,9 +494,8 @@ class TwoTowerRetriever(TwoTowerBase):
             embed_item_id=self.item_id_embedding,
             extra_user_features=[PROFILE_PREFIX + c for c in self._profile_columns],
         )
-        self._fit_catalogue(augmented)
         # Rows dropped as negatives (listwise losses) still count as seen at serving time.
-        self.seen_items_ = self._seen_matrix(all_rows)
+        self._fit_catalogue(augmented, seen_rows=all_rows)
 
         label = positive.astype(np.float32)
         if weights is not None:

@@ -9,10 +9,11 @@ import torch
 from sklearn.base import clone
 
 from skdssm import TwoTowerRetriever
-from skdssm._retriever import RetrievalLoss, user_holdout
+from skdssm._retriever import RetrievalLoss
 from skdssm.baselines import PopularityRecommender
 from skdssm.datasets import make_geo_interactions, make_interactions
 from skdssm.metrics import recall_at_k
+from skdssm.model_selection import UserHoldoutSplit
 from skdssm.sampling import make_sampler
 
 FAST = dict(hidden_dims=(32, 16), embedding_dim=8, max_epochs=8, batch_size=64, lr=1e-2,
@@ -24,7 +25,8 @@ RECALL_BAR = 0.29  # issue 6: MovieLens-100K, full ranking, TwoTowerRetriever() 
 def data():
     bunch = make_interactions(n_users=100, n_items=60, interactions_per_user=30, random_state=0)
     positives = bunch.frame[bunch.frame["label"] == 1].drop(columns=["label", "rating"])
-    train_rows, test_rows = user_holdout(pd.factorize(positives["user_id"])[0], 0.25, 0, 4)
+    train_rows, test_rows = next(UserHoldoutSplit(test_size=0.25, min_interactions=4,
+                                                  drop_unseen=False, random_state=0).split(positives))
     return positives.iloc[train_rows], positives.iloc[test_rows]
 
 
@@ -226,7 +228,6 @@ def test_geo_profile_towers_recover_the_planted_preference(geo, loss, sampler):
 def test_movielens_100k_defaults_reach_the_recall_bar(movielens_home, single_thread):
     """Issue 6's protocol and bar: TwoTowerRetriever() defaults, full-ranking Recall@10."""
     from skdssm.datasets import fetch_movielens
-    from skdssm.model_selection import UserHoldoutSplit
 
     frame = fetch_movielens("100k", data_home=movielens_home, download=False).frame
     positives = frame.loc[frame["rating"] >= 4, ["user_id", "item_id", "gender", "age",
