@@ -31,6 +31,7 @@ from skdssm.baselines import PopularityRecommender
 from skdssm.datasets import fetch_movielens
 from skdssm.metrics import hit_rate_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from skdssm.model_selection import UserHoldoutSplit
+from skdssm.neighbors import exact_topk
 
 FEATURES = ["user_id", "item_id", "gender", "age", "occupation", "genres", "timestamp"]
 MAX_K = 50
@@ -42,15 +43,6 @@ def interaction_matrix(train: pd.DataFrame, users: pd.Index, items: pd.Index) ->
                          shape=(len(users), len(items)))
 
 
-def top_from_scores(scores: np.ndarray, seen: sp.csr_matrix, items: pd.Index, k: int) -> np.ndarray:
-    scores = scores.copy()
-    rows, cols = seen.nonzero()
-    scores[rows, cols] = -np.inf
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    return items.to_numpy()[np.take_along_axis(top, order, axis=1)]
-
-
 def ease_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, l2: float = 500.0):
     """EASE (Steck 2019): B = I - P diagMat(1 / diag(P)), P = (X^T X + l2 I)^-1, scores = X B."""
     users, items = pd.Index(np.unique(train["user_id"])), pd.Index(np.unique(train["item_id"]))
@@ -60,7 +52,8 @@ def ease_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, l2: float = 5
     B = -P / np.diag(P)
     np.fill_diagonal(B, 0.0)
     rows = X[users.get_indexer(test_users)]
-    return top_from_scores(np.asarray(rows @ B), rows, items, k)
+    _, top = exact_topk(rows.toarray(), B.T, k, exclude=rows)   # scores = rows @ B
+    return items.to_numpy()[top]
 
 
 def als_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, seed: int):
@@ -74,9 +67,9 @@ def als_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, seed: int):
     model = AlternatingLeastSquares(factors=64, regularization=10.0, iterations=15, alpha=1.0,
                                     random_state=seed)
     model.fit(X, show_progress=False)
-    rows = X[users.get_indexer(test_users)]
-    scores = model.user_factors[users.get_indexer(test_users)] @ model.item_factors.T
-    return top_from_scores(np.asarray(scores), rows, items, k)
+    positions = users.get_indexer(test_users)
+    _, top = exact_topk(model.user_factors[positions], model.item_factors, k, exclude=X[positions])
+    return items.to_numpy()[top]
 
 
 def evaluate(name, top, test, users, seconds, table, curves):

@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import check_columns, check_dataframe
+from .neighbors import exact_topk
 
 
 class PopularityRecommender(BaseEstimator):
@@ -79,17 +80,19 @@ class PopularityRecommender(BaseEstimator):
                              f"size); got {k!r}.")
         ids = users[self.user_col] if isinstance(users, pd.DataFrame) else users
         positions = pd.Index(self.user_ids_).get_indexer(np.asarray(ids))
-        n_users = len(positions)
-        if not exclude_seen:
-            return np.tile(self.item_ids_[:k], (n_users, 1))
-        known = positions >= 0
-        seen_mask = self.seen_items_[np.where(known, positions, 0)].toarray() & known[:, None]
-        n_seen = seen_mask.sum(axis=1)
-        # Catalogue position, pushed past the end for seen items: a stable sort keeps popularity order.
-        ranks = np.tile(np.arange(len(self.item_ids_)), (n_users, 1))
-        ranks[seen_mask] = len(self.item_ids_)
-        order = np.argsort(ranks, axis=1, kind="stable")[:, :k]
-        out = self.item_ids_[order].astype(object)
-        short = np.arange(k)[None, :] >= (len(self.item_ids_) - n_seen)[:, None]
-        out[short] = None
-        return out if short.any() else out.astype(self.item_ids_.dtype)
+        exclude = None
+        if exclude_seen:
+            known = positions >= 0
+            exclude = sp.csr_matrix(self.seen_items_[np.where(known, positions, 0)]
+                                    .multiply(known[:, None]))
+        # Items are stored most popular first: scoring them by minus their rank ranks exactly,
+        # ties included, in fit's order.
+        rank_scores = -np.arange(len(self.item_ids_), dtype=np.float32)[:, None]
+        scores, index = exact_topk(np.ones((len(positions), 1), dtype=np.float32), rank_scores,
+                                   k, exclude)
+        out = self.item_ids_[index]
+        short = ~np.isfinite(scores)
+        if short.any():
+            out = out.astype(object)
+            out[short] = None
+        return out
