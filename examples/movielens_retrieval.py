@@ -112,8 +112,9 @@ def main() -> None:
                                                   random_state=args.split_seed).split(positives))
     train, test = positives.iloc[train_rows], positives.iloc[test_rows]
     users = np.sort(test["user_id"].unique())
-    print(f"MovieLens-{args.dataset}, split seed {args.split_seed}: {len(train):,} training positives, {len(test):,} held out "
-          f"for {len(users):,} users; full ranking of {train['item_id'].nunique():,} items\n")
+    print(f"MovieLens-{args.dataset}, split seed {args.split_seed}: {len(train):,} training "
+          f"positives, {len(test):,} held out for {len(users):,} users; full ranking of "
+          f"{train['item_id'].nunique():,} items\n")
 
     table, curves = [], {}
     start = time.perf_counter()
