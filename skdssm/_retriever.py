@@ -229,8 +229,9 @@ class TwoTowerRetriever(TwoTowerBase):
         embeddings never learn from) of the positives of each user with >= 5 of them, rank
         the whole catalogue for those users after every epoch (excluding their training
         positives) and stop when Recall@``eval_k`` has not improved for ``n_iter_no_change``
-        epochs (``n_iter_no_change``, default 5: full-ranking recall is noisy from epoch to
-        epoch), restoring the best weights.
+        epochs (``n_iter_no_change``, default 10: full-ranking recall is noisy from epoch to
+        epoch and can stall for several epochs before it climbs again), restoring the best
+        weights.
 
     Attributes
     ----------
@@ -276,7 +277,7 @@ class TwoTowerRetriever(TwoTowerBase):
                  negative_sampler="in_batch", n_negatives=4, popularity_alpha=0.75,
                  exclude_known_positives=True, logq_correction=True, eval_k=10, max_epochs=50,
                  batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
-                 early_stopping=True, validation_fraction=0.05, n_iter_no_change=5,
+                 early_stopping=True, validation_fraction=0.05, n_iter_no_change=10,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
                  gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
                  index_params=None, random_state=None):
