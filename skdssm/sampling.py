@@ -13,7 +13,10 @@ logQ correction of :func:`skdssm.losses.logq_correction`:
   batch positives);
 - ``batch_log_q_``: the empirical item frequency ``count / total``, which is the
   distribution of the other positives of a batch when they serve as negatives;
-- :meth:`NegativeSampler.mixture_log_q`: the pool of both, for mixed negatives.
+- :meth:`NegativeSampler.mixture_log_q`: the pool of both, for mixed negatives;
+- ``batch_user_log_q_``: the empirical user frequency, the distribution of the users of
+  a batch when they serve as negatives of its items (the symmetric softmax of
+  :class:`skdssm.TwoTowerRetriever`).
 
 Use :func:`make_sampler` to build one by name.
 """
@@ -106,6 +109,8 @@ class NegativeSampler(BaseEstimator):
     batch_log_q_ : ndarray of shape (n_items,)
         ``log(item_counts_ / item_counts_.sum())``, the q of in-batch negative columns;
         -inf for items absent from the fitted data (they never occur in a batch).
+    batch_user_log_q_ : ndarray of shape (n_users,)
+        ``log`` of each user's share of the interactions, the q of in-batch user columns.
     generator_ : numpy.random.Generator
     """
 
@@ -158,6 +163,7 @@ class NegativeSampler(BaseEstimator):
         self.item_counts_ = np.bincount(items, minlength=n_items)
         self.known_positive_keys_ = np.unique(users * self.n_items_ + items)
         self.batch_log_q_ = _log(self.item_counts_ / self.item_counts_.sum())
+        self.batch_user_log_q_ = _log(np.bincount(users, minlength=self.n_users_) / len(users))
         self._fit_distribution()
         self.log_q_ = _log(self.probabilities_)
         self.generator_ = check_generator(self.random_state)

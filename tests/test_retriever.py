@@ -187,6 +187,53 @@ def test_retrieval_loss_softmax_masks_duplicates_and_known_positives():
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("exclude_known", [True, False])
+def test_symmetric_softmax_adds_the_item_to_user_direction(exclude_known):
+    """symmetric=True adds, for each batch item, a softmax over the batch's users: logQ-corrected
+    by user frequency, the same user in another column and users knowing the item masked."""
+    torch.manual_seed(1)
+    users = np.array([0, 0, 1, 2])  # user 0 twice: an accidental hit in the item->user direction
+    items = np.array([0, 1, 2, 3])
+    # Training rows: user 2 also knows item 2, so user 2 is not a negative of item 2.
+    sampler = make_sampler("in_batch", exclude_known_positives=exclude_known).fit(
+        [0, 0, 1, 2, 2], [0, 1, 2, 3, 2], n_items=4, n_users=3)
+    user = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
+    item = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
+
+    class Module(torch.nn.Module):
+        temperature = 0.5
+        bias = torch.tensor(0.0)
+
+        def score_matrix(self, u, c):
+            return u @ c.T / self.temperature
+
+    batch = {"u": torch.as_tensor(users + 2), "i": torch.as_tensor(items + 2)}
+    params = dict(catalogue=None, logq_correction=True, user_key="u", item_key="i")
+    one_way = RetrievalLoss("softmax", sampler, **params)((None, user, item), torch.ones(4), batch,
+                                                         Module())
+    both = RetrievalLoss("softmax", sampler, symmetric=True, **params)(
+        (None, user, item), torch.ones(4), batch, Module())
+    logits = (item @ user.T / 0.5).numpy()  # rows: items, columns: users
+    log_q = np.log(np.array([2, 1, 2]) / 5)[users]  # users' shares of the 5 training rows
+    logits = logits - log_q[None, :]
+    allowed = np.ones((4, 4), dtype=bool)
+    allowed[0, 1] = allowed[1, 0] = False  # the same user (0) in the other column
+    allowed[2, 3] = not exclude_known  # user 2 knows item 2
+    expected = np.mean([-logits[j, j] + np.log(np.exp(logits[j, allowed[j]]).sum())
+                        for j in range(4)])
+    assert (both - one_way).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["in_batch", "mixed"])
+def test_one_way_softmax_recovers_the_planted_signal(data, sampler):
+    """symmetric=False (the user-to-item softmax alone) still learns; the default is symmetric."""
+    train, test = data
+    model = TwoTowerRetriever(symmetric=False, negative_sampler=sampler, random_state=0, **FAST)
+    model.fit(train)
+    assert recall(model, test) > popularity_recall(train, test) + 0.05
+    assert np.isfinite(model.history_[:, "train_loss"]).all()
+
+
 def test_missing_id_column_is_a_value_error_naming_it():
     frame = pd.DataFrame({"user": [1, 2], "item_id": [3, 4]})
     with pytest.raises(ValueError, match="Column 'user_id' is missing from X"):

@@ -220,6 +220,12 @@ def test_log_q_of_each_sampler():
     np.testing.assert_allclose(popularity.log_q_, [*log_q, -np.inf, -np.inf])
 
 
+def test_batch_user_log_q_is_each_users_share_of_the_rows():
+    users, items = np.array([0, 0, 0, 2]), np.array([0, 1, 2, 1])
+    sampler = InBatchSampler().fit(users, items, n_items=3, n_users=4)
+    np.testing.assert_allclose(sampler.batch_user_log_q_, [np.log(0.75), -np.inf, np.log(0.25), -np.inf])
+
+
 def test_mixture_log_q_pools_batch_frequency_and_uniform_draws():
     users, items = np.array([0, 1, 2, 3]), np.array([0, 0, 0, 1])
     mixed = MixedSampler().fit(users, items, n_items=4)
