@@ -160,6 +160,15 @@ def test_export_embeddings_npz_and_parquet(data, tmp_path):
         model.export_embeddings(tmp_path / "emb.csv")
 
 
+class ScoreModule(torch.nn.Module):
+    """Stands in for TwoTowerModule in loss tests: cosine scores at temperature 0.5, no bias."""
+
+    temperature = 0.5
+
+    def score_matrix(self, u, c):
+        return u @ c.T / self.temperature
+
+
 def test_retrieval_loss_softmax_masks_duplicates_and_known_positives():
     """The in-batch loss equals a hand-built reference with accidental hits and known positives removed."""
     torch.manual_seed(0)
@@ -169,17 +178,10 @@ def test_retrieval_loss_softmax_masks_duplicates_and_known_positives():
     user = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
     item = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
 
-    class Module(torch.nn.Module):
-        temperature = 0.5
-        bias = torch.tensor(0.0)
-
-        def score_matrix(self, u, c):
-            return u @ c.T / self.temperature
-
     criterion = RetrievalLoss("softmax", sampler, catalogue=None, logq_correction=False,
                               user_key="u", item_key="i")
     batch = {"u": torch.as_tensor(users + 2), "i": torch.as_tensor(items + 2)}
-    loss = criterion((None, user, item), torch.ones(3), batch, Module())
+    loss = criterion((None, user, item), torch.ones(3), batch, ScoreModule())
     logits = (user @ item.T / 0.5).numpy()
     # Row 0 and 1 share item 0; user 2 knows item 0 as a positive, so column 0/1 are masked for it.
     allowed = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=bool)
@@ -200,19 +202,12 @@ def test_symmetric_softmax_adds_the_item_to_user_direction(exclude_known):
     user = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
     item = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
 
-    class Module(torch.nn.Module):
-        temperature = 0.5
-        bias = torch.tensor(0.0)
-
-        def score_matrix(self, u, c):
-            return u @ c.T / self.temperature
-
     batch = {"u": torch.as_tensor(users + 2), "i": torch.as_tensor(items + 2)}
     params = dict(catalogue=None, logq_correction=True, user_key="u", item_key="i")
     one_way = RetrievalLoss("softmax", sampler, **params)((None, user, item), torch.ones(4), batch,
-                                                         Module())
+                                                         ScoreModule())
     both = RetrievalLoss("softmax", sampler, symmetric=True, **params)(
-        (None, user, item), torch.ones(4), batch, Module())
+        (None, user, item), torch.ones(4), batch, ScoreModule())
     logits = (item @ user.T / 0.5).numpy()  # rows: items, columns: users
     log_q = np.log(np.array([2, 1, 2]) / 5)[users]  # users' shares of the 5 training rows
     logits = logits - log_q[None, :]
