@@ -71,24 +71,19 @@ class RetrievalLoss(nn.Module):
         inputs = {key: value[flat].to(device) for key, value in self.catalogue.items()}
         return module.item_tower(inputs).view(*positions.shape, -1)
 
-    def _mixture_log_q(self, n_batch: int, n_sampled: int, device) -> torch.Tensor:
-        key = (n_batch, n_sampled)
+    def _cached_log_q(self, key, compute, device) -> torch.Tensor:
+        """``compute()`` (a log q array) as a float tensor, cached under ``key``.
+
+        Items or users absent from the training rows (e.g. only in the validation rows) have
+        log q = -inf; they get the rarest training entry's value so validation losses stay
+        finite.
+        """
         if key not in self._log_q:
-            log_q = self.sampler.mixture_log_q(n_batch, n_sampled)
-            # Items never drawn in training (e.g. only in the validation rows) have log q = -inf;
-            # give them the rarest training item's value so validation losses stay finite.
+            log_q = compute()
             finite = np.isfinite(log_q)
             log_q = np.where(finite, log_q, log_q[finite].min())
             self._log_q[key] = torch.as_tensor(log_q, dtype=torch.float32, device=device)
         return self._log_q[key]
-
-    def _user_log_q(self, device) -> torch.Tensor:
-        if "users" not in self._log_q:
-            log_q = self.sampler.batch_user_log_q_
-            finite = np.isfinite(log_q)  # users without training rows never fill a column
-            log_q = np.where(finite, log_q, log_q[finite].min())
-            self._log_q["users"] = torch.as_tensor(log_q, dtype=torch.float32, device=device)
-        return self._log_q["users"]
 
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
         logits, user, item = y_pred
@@ -131,7 +126,10 @@ class RetrievalLoss(nn.Module):
             candidate_items = torch.cat([items, extra])
         logits = module.score_matrix(user, candidates)
         if self.logq_correction:
-            log_q = self._mixture_log_q(len(items), draws.size, logits.device)
+            n_batch, n_sampled = len(items), draws.size
+            log_q = self._cached_log_q((n_batch, n_sampled),
+                                       lambda: self.sampler.mixture_log_q(n_batch, n_sampled),
+                                       logits.device)
             logits = logq_correction(logits, log_q[candidate_items])
         logits = remove_accidental_hits(logits, items, candidate_items, columns)
         known = self._known_mask(users_np, candidate_items.cpu().numpy(), logits.device)
@@ -152,7 +150,9 @@ class RetrievalLoss(nn.Module):
         columns = torch.arange(len(users), device=item.device)
         logits = module.score_matrix(item, user)  # rows: batch items, columns: batch users
         if self.logq_correction:
-            logits = logq_correction(logits, self._user_log_q(logits.device)[users])
+            log_q = self._cached_log_q("users", lambda: self.sampler.batch_user_log_q_,
+                                       logits.device)
+            logits = logq_correction(logits, log_q[users])
         logits = remove_accidental_hits(logits, users, users, columns)
         if known is not None:
             logits = mask_logits(logits, known[:, : len(users)].T, columns)
