@@ -1,0 +1,75 @@
+"""Recall@10 / Recall@50 of TwoTowerRetriever variants on the issue-6 MovieLens-100K protocol.
+
+The sweep behind the tables of benchmarks/RESULTS.md section 4: each argument is a JSON object of
+TwoTowerRetriever parameters that differ from the defaults (``seed`` sets ``random_state``), fitted
+on the training positives of ``UserHoldoutSplit(test_size=0.2, min_interactions=5,
+random_state=split_seed)`` and scored by full ranking, as in ``examples/movielens_retrieval.py``
+(which also runs the baselines). Two extra features can be derived from the raw columns:
+``year`` (release year parsed from the title, (year - 1990) / 10 as a float) and ``zip_prefix``
+(first character of the zip code: the US region).
+
+Usage::
+
+    python benchmarks/sweep_retriever.py --data-home ../shared/data [--split-seed 0] \\
+        [--extra year --extra zip_prefix] '{}' '{"hidden_dims": [512, 256, 128], "seed": 1}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from skdssm import TwoTowerRetriever
+from skdssm.datasets import fetch_movielens
+from skdssm.metrics import recall_at_k
+from skdssm.model_selection import UserHoldoutSplit
+
+FEATURES = ["user_id", "item_id", "gender", "age", "occupation", "genres", "timestamp"]
+
+
+def derived_features(frame: pd.DataFrame) -> pd.DataFrame:
+    year = frame["title"].str.extract(r"\((\d{4})\)\s*$")[0].astype(float)
+    return pd.DataFrame({
+        "year": ((year.fillna(year.median()) - 1990) / 10).astype("float32"),
+        "zip_prefix": frame["zip_code"].str[0],
+    }, index=frame.index)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="*", default=["{}"],
+                        help="JSON objects of parameters that differ from the defaults")
+    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--extra", action="append", default=[], choices=["year", "zip_prefix"],
+                        help="a derived feature added to every run (repeat for both)")
+    args = parser.parse_args()
+
+    frame = fetch_movielens("100k", data_home=args.data_home).frame
+    positives = frame[frame["rating"] >= 4].reset_index(drop=True)
+    positives = positives[FEATURES].join(derived_features(positives)[args.extra])
+    train_rows, test_rows = next(UserHoldoutSplit(test_size=0.2, min_interactions=5,
+                                                  random_state=args.split_seed).split(positives))
+    train, test = positives.iloc[train_rows], positives.iloc[test_rows]
+    users = np.sort(test["user_id"].unique())
+    for spec in args.specs:
+        params = json.loads(spec)
+        seed = params.pop("seed", 0)
+        start = time.perf_counter()
+        model = TwoTowerRetriever(random_state=seed, **params).fit(train)
+        seconds = time.perf_counter() - start
+        top = model.predict_topk(users, k=50)
+        valid = model.history_[:, "valid_recall_at_10"]
+        print(f"{spec} seed={seed} split={args.split_seed} extra={args.extra}: "
+              f"Recall@10 {recall_at_k(test, top, users=users, k=10):.4f} "
+              f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f} "
+              f"epochs {len(model.history_)} best valid {max(valid):.4f} fit {seconds:.0f} s",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
