@@ -247,9 +247,12 @@ class TwoTowerBase(BaseEstimator):
             callbacks.append(("lr_schedule", LRScheduler(
                 "CosineAnnealingLR", T_max=self.max_epochs)))
         elif self.lr_schedule == "plateau":
+            # Watch the score early stopping watches (it is recorded by then: scoring
+            # callbacks come first); without a validation split, the training loss.
+            watch_score = self.early_stopping and not lower_is_better
             callbacks.append(("lr_schedule", LRScheduler(
-                "ReduceLROnPlateau", monitor="valid_loss" if self.early_stopping else "train_loss",
-                patience=1, factor=0.5)))
+                "ReduceLROnPlateau", monitor=monitor if self.early_stopping else "train_loss",
+                mode="max" if watch_score else "min", patience=1, factor=0.5)))
         elif self.lr_schedule is not None:
             callbacks.append(("lr_schedule", self.lr_schedule))
         if self.verbose:

@@ -116,7 +116,11 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=3
     lr_schedule : {"cosine", "plateau"}, skorch callback or None, default=None
-        A skorch ``LRScheduler`` (cosine annealing over ``max_epochs`` or reduce-on-plateau).
+        A skorch ``LRScheduler``: ``"cosine"`` anneals the learning rate to 0 over
+        ``max_epochs``; ``"plateau"`` halves it whenever the score early stopping watches (valid
+        AUC here, valid Recall@k in :class:`TwoTowerRetriever`) has not improved for two epochs
+        (the training loss when ``early_stopping=False``). The learning rate of each epoch is
+        recorded in ``history_`` as ``event_lr``.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
     id_dropout : float, default=0.0
         Probability of hiding a user or item id (replacing it by the out-of-vocabulary code)

@@ -87,6 +87,27 @@ def test_early_stopping_records_valid_auc_and_restores_best(data):
     assert all(0.0 <= a <= 1.0 for a in aucs)
 
 
+def test_cosine_schedule_anneals_the_learning_rate_over_max_epochs(data):
+    X, y = data
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=4, lr_schedule="cosine"))
+    lrs = np.array(model.fit(X, y).history_[:, "event_lr"])
+    np.testing.assert_allclose(lrs, FAST["lr"] * (1 + np.cos(np.pi * np.arange(4) / 4)) / 2)
+
+
+def test_plateau_schedule_follows_the_early_stopping_score(data, plateau_lrs):
+    X, y = data
+    params = dict(FAST, early_stopping=True, max_epochs=12, n_iter_no_change=12, lr=2e-2,
+                  lr_schedule="plateau")
+    history = DSSMRecommender(random_state=0, **params).fit(X, y).history_
+    lrs = np.array(history[:, "event_lr"])
+    assert lrs[-1] < params["lr"]  # the valid AUC stalled at least once
+    np.testing.assert_allclose(lrs, plateau_lrs(history[:, "valid_auc"], params["lr"], True))
+    # Without a validation split there is no score: the training loss is watched instead.
+    history = DSSMRecommender(random_state=0, **dict(params, early_stopping=False)).fit(X, y).history_
+    np.testing.assert_allclose(history[:, "event_lr"],
+                               plateau_lrs(history[:, "train_loss"], params["lr"], False))
+
+
 def test_unseen_ids_and_values_are_not_errors(fitted, data):
     X, _ = data
     new = X.head(5).copy()

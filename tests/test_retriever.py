@@ -60,6 +60,16 @@ def test_early_stopping_tracks_full_ranking_recall(data):
     assert np.isfinite(model.history_[:, "valid_loss"]).all()
 
 
+def test_plateau_schedule_follows_the_validation_recall(data, plateau_lrs):
+    train, _ = data
+    model = TwoTowerRetriever(random_state=0, **dict(FAST, early_stopping=True, max_epochs=10,
+                                                     n_iter_no_change=10, lr_schedule="plateau"))
+    history = model.fit(train).history_
+    lrs = np.array(history[:, "event_lr"])
+    assert lrs[-1] < FAST["lr"]
+    np.testing.assert_allclose(lrs, plateau_lrs(history[:, "valid_recall_at_10"], FAST["lr"], True))
+
+
 def test_clone_and_determinism(data):
     train, _ = data
     model = TwoTowerRetriever(random_state=5, **dict(FAST, max_epochs=2))
