@@ -30,10 +30,7 @@ CUDA_ONLY = {
 }
 MODEL = dict(user_representation="sequence", max_sequence_length=50, embedding_dim=64,
              n_heads=4, n_attention_layers=2, hidden_dims=(1024, 1024, 256), batch_size=4096,
-             early_stopping=False, random_state=0,
-             # The one-way softmax that RESULTS.md section 6 was measured with (the symmetric
-             # default adds a second (batch, batch) softmax, which would shift the figures).
-             symmetric=False)
+             early_stopping=False, random_state=0)
 
 
 def run_one(name: str, data_home: str | None, device: str, epochs: int) -> dict:
