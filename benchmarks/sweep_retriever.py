@@ -6,12 +6,13 @@ on the training positives of ``UserHoldoutSplit(test_size=0.2, min_interactions=
 random_state=split_seed)`` and scored by full ranking, as in ``examples/movielens_retrieval.py``
 (which also runs the baselines). Two extra features can be derived from the raw columns:
 ``year`` (release year parsed from the title, (year - 1990) / 10 as a float) and ``zip_prefix``
-(first character of the zip code: the US region).
+(first character of the zip code: the US region). With ``--average`` it also reports, after each
+run, the Recall@k of the sum of the cosine scores of the runs so far (an ensemble).
 
 Usage::
 
     python benchmarks/sweep_retriever.py --data-home ../shared/data [--split-seed 0] \\
-        [--extra year --extra zip_prefix] '{}' '{"hidden_dims": [512, 256, 128], "seed": 1}'
+        [--extra year --extra zip_prefix] [--average] '{}' '{"hidden_dims": [512, 256, 128], "seed": 1}'
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import time
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from skdssm import TwoTowerRetriever
 from skdssm.datasets import fetch_movielens
 from skdssm.metrics import recall_at_k
 from skdssm.model_selection import UserHoldoutSplit
+from skdssm.neighbors import exact_topk
 
 FEATURES = ["user_id", "item_id", "gender", "age", "occupation", "genres", "timestamp"]
 
@@ -47,6 +50,8 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--extra", action="append", default=[], choices=["year", "zip_prefix"],
                         help="a derived feature added to every run (repeat for both)")
+    parser.add_argument("--average", action="store_true",
+                        help="also score the sum of the runs' cosine scores (an ensemble)")
     args = parser.parse_args()
 
     frame = fetch_movielens("100k", data_home=args.data_home).frame
@@ -56,7 +61,13 @@ def main() -> None:
                                                   random_state=args.split_seed).split(positives))
     train, test = positives.iloc[train_rows], positives.iloc[test_rows]
     users = np.sort(test["user_id"].unique())
-    for spec in args.specs:
+    items = pd.Index(np.unique(train["item_id"]))
+    known = train[train["user_id"].isin(users)]
+    seen = sp.csr_matrix((np.ones(len(known)), (np.searchsorted(users, known["user_id"]),
+                                                items.get_indexer(known["item_id"]))),
+                         shape=(len(users), len(items)))
+    user_parts, item_parts = [], []
+    for n_runs, spec in enumerate(args.specs, start=1):
         params = json.loads(spec)
         seed = params.pop("seed", 0)
         start = time.perf_counter()
@@ -69,6 +80,17 @@ def main() -> None:
               f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f} "
               f"epochs {len(model.history_)} best valid {max(valid):.4f} fit {seconds:.0f} s",
               flush=True)
+        if args.average:
+            rows = pd.Index(model.item_ids_).get_indexer(items)
+            user_parts.append(model.transform_users(users))
+            item_parts.append(model.item_embeddings_[rows])
+            # Concatenated embeddings score the sum of the runs' cosines: the ensemble is itself
+            # a two-tower model.
+            _, top = exact_topk(np.hstack(user_parts), np.hstack(item_parts), 50, exclude=seen)
+            top = items.to_numpy()[top]
+            print(f"  average of the {n_runs} run(s) so far: "
+                  f"Recall@10 {recall_at_k(test, top, users=users, k=10):.4f} "
+                  f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f}", flush=True)
 
 
 if __name__ == "__main__":
