@@ -249,10 +249,11 @@ class TwoTowerBase(BaseEstimator):
         elif self.lr_schedule == "plateau":
             # Watch the score early stopping watches (it is recorded by then: scoring
             # callbacks come first); without a validation split, the training loss.
-            watch_score = self.early_stopping and not lower_is_better
+            watched, lower = ((monitor, lower_is_better) if self.early_stopping
+                              else ("train_loss", True))
             callbacks.append(("lr_schedule", LRScheduler(
-                "ReduceLROnPlateau", monitor=monitor if self.early_stopping else "train_loss",
-                mode="max" if watch_score else "min", patience=1, factor=0.5)))
+                "ReduceLROnPlateau", monitor=watched, mode="min" if lower else "max",
+                patience=1, factor=0.5)))
         elif self.lr_schedule is not None:
             callbacks.append(("lr_schedule", self.lr_schedule))
         if self.verbose:

@@ -89,11 +89,13 @@ class RetrievalLoss(nn.Module):
         logits, user, item = y_pred
         weight = X.get(SAMPLE_WEIGHT)
         items = X[self.item_key] - N_RESERVED
-        users_np = (X[self.user_key] - N_RESERVED).cpu().numpy()
+        users = X[self.user_key] - N_RESERVED
+        users_np = users.cpu().numpy()
         items_np = items.cpu().numpy()
         draws = self.sampler.sample(users_np, items_np)
         if self.loss == "softmax":
-            return self._softmax(module, user, item, items, users_np, items_np, draws, weight)
+            return self._softmax(module, user, item, users, items, users_np, items_np, draws,
+                                 weight)
         positive, negatives, negative_mask = self._pairs(module, user, item, items, users_np,
                                                          items_np, draws, logits)
         if self.loss == "infonce":
@@ -117,7 +119,7 @@ class RetrievalLoss(nn.Module):
         return torch.as_tensor(self.sampler.known_positive_mask(users_np, candidate_items_np),
                                device=device)
 
-    def _softmax(self, module, user, item, items, users_np, items_np, draws, weight):
+    def _softmax(self, module, user, item, users, items, users_np, items_np, draws, weight):
         columns = torch.arange(len(items), device=items.device)
         candidates, candidate_items = item, items
         if draws.size:
@@ -137,16 +139,15 @@ class RetrievalLoss(nn.Module):
             logits = mask_logits(logits, known, columns)
         loss = sampled_softmax_loss(logits, columns, weight)
         if self.symmetric:
-            loss = loss + self._item_to_user(module, user, item, users_np, known, weight)
+            loss = loss + self._item_to_user(module, user, item, users, known, weight)
         return loss
 
-    def _item_to_user(self, module, user, item, users_np, known, weight):
+    def _item_to_user(self, module, user, item, users, known, weight):
         """Each batch item against the batch's users: the second half of the symmetric softmax.
 
         ``known`` is the (users, candidates) known-positive mask of the user-to-item half (or
         None); its first B columns are the batch items.
         """
-        users = torch.as_tensor(users_np, device=item.device)
         columns = torch.arange(len(users), device=item.device)
         logits = module.score_matrix(item, user)  # rows: batch items, columns: batch users
         if self.logq_correction:

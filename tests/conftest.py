@@ -24,16 +24,17 @@ def movielens_home() -> Path:
 
 
 def _plateau_lrs(scores, lr, higher_is_better):
-    """The learning rates torch's ReduceLROnPlateau(patience=1, factor=0.5) gives, epoch by
-    epoch, for a sequence of monitored values (its default relative threshold of 1e-4)."""
-    sign = 1.0 if higher_is_better else -1.0
-    best, bad, lrs = -np.inf, 0, []
-    for score in sign * np.asarray(scores):
-        lrs.append(lr)
-        improved = score > best + abs(best) * 1e-4 if np.isfinite(best) else True
-        best, bad = (score, 0) if improved else (best, bad + 1)
-        if bad > 1:
-            lr, bad = lr / 2, 0
+    """The learning rate of each epoch under torch's ReduceLROnPlateau(patience=1, factor=0.5)
+    stepped with ``scores``: the oracle for ``lr_schedule="plateau"``."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max" if higher_is_better else "min", patience=1, factor=0.5)
+    lrs = []
+    for score in scores:
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step(score)
     return np.array(lrs)
 
 
