@@ -23,7 +23,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from skdssm import TwoTowerRetriever
 from skdssm.datasets import fetch_movielens
@@ -61,11 +60,6 @@ def main() -> None:
                                                   random_state=args.split_seed).split(positives))
     train, test = positives.iloc[train_rows], positives.iloc[test_rows]
     users = np.sort(test["user_id"].unique())
-    items = pd.Index(np.unique(train["item_id"]))
-    known = train[train["user_id"].isin(users)]
-    seen = sp.csr_matrix((np.ones(len(known)), (np.searchsorted(users, known["user_id"]),
-                                                items.get_indexer(known["item_id"]))),
-                         shape=(len(users), len(items)))
     user_parts, item_parts = [], []
     for n_runs, spec in enumerate(args.specs, start=1):
         params = json.loads(spec)
@@ -81,13 +75,14 @@ def main() -> None:
               f"epochs {len(model.history_)} best valid {max(valid):.4f} fit {seconds:.0f} s",
               flush=True)
         if args.average:
-            rows = pd.Index(model.item_ids_).get_indexer(items)
+            # Every run fits the same rows, so ids, their order and the seen items agree.
             user_parts.append(model.transform_users(users))
-            item_parts.append(model.item_embeddings_[rows])
+            item_parts.append(model.item_embeddings_)
+            seen = model.seen_items_[pd.Index(model.user_ids_).get_indexer(users)]
             # Concatenated embeddings score the sum of the runs' cosines: the ensemble is itself
             # a two-tower model.
             _, top = exact_topk(np.hstack(user_parts), np.hstack(item_parts), 50, exclude=seen)
-            top = items.to_numpy()[top]
+            top = np.asarray(model.item_ids_)[top]
             print(f"  average of the {n_runs} run(s) so far: "
                   f"Recall@10 {recall_at_k(test, top, users=users, k=10):.4f} "
                   f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f}", flush=True)
