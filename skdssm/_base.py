@@ -65,6 +65,7 @@ class TwoTowerBase(BaseEstimator):
         "activate_output": ["boolean"],
         "normalize": ["boolean"],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "ensemble_size": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_attention_layers": [Interval(Integral, 1, None, closed="left")],
         "max_sequence_length": [Interval(Integral, 1, None, closed="left")],
@@ -233,6 +234,7 @@ class TwoTowerBase(BaseEstimator):
             "n_attention_layers": self.n_attention_layers,
             "normalize": self.normalize,
             "temperature": self.temperature,
+            "ensemble_size": self.ensemble_size,
             "gradient_checkpointing": self.gradient_checkpointing,
             "id_dropout": self.id_dropout,
         }

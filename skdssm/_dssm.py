@@ -36,11 +36,17 @@ class PairLoss(nn.Module):
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
         logits, user, item = y_pred
         weight = X.get(SAMPLE_WEIGHT)
-        if self.loss == "bce":
-            return binary_cross_entropy(logits, y_true, weight)
         rows = torch.nonzero(y_true > 0.5).squeeze(1)
-        if len(rows) == 0:
+        if self.loss == "softmax" and len(rows) == 0:
             return logits.sum() * 0.0
+        # Ensemble members (module.ensemble_size > 1) each learn from their own loss.
+        losses = [self._member_loss(module, member_user, member_item, rows, y_true, X, weight)
+                  for member_user, member_item in zip(module.members(user), module.members(item))]
+        return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+
+    def _member_loss(self, module, user, item, rows, y_true, X, weight) -> torch.Tensor:
+        if self.loss == "bce":
+            return binary_cross_entropy(module.score(user, item), y_true, weight)
         item_ids = X[self.item_key]
         matrix = remove_accidental_hits(module.score_matrix(user[rows], item), item_ids[rows],
                                         item_ids, positive_columns=rows)
@@ -97,6 +103,13 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         L2-normalise both towers' outputs (dot product = cosine).
     temperature : float, default=0.1
         Logits are ``cosine / temperature``.
+    ensemble_size : int, default=1
+        Number of independently initialised user/item tower pairs trained side by side on the
+        same mini-batches, each on its own loss (a deep ensemble in one net). Embeddings are the
+        members' embeddings concatenated and divided by ``sqrt(ensemble_size)``, so a dot
+        product (and every logit, top-k and index query) is the mean of the members' scores and
+        embeddings stay unit-norm. It averages away run-to-run variance at ``ensemble_size``
+        times the compute and parameters; early stopping watches the ensemble's score.
     n_heads, n_attention_layers : int, default=2, 1
         Self-attention over ``sequence_features``.
     max_sequence_length : int, default=50
@@ -185,8 +198,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  item_features="auto", sequence_features=None, embedding_dim=32,
                  hidden_dims=(256, 256, 256), item_hidden_dims=None, activation="tanh",
                  batch_norm=False, dropout=0.2, dropout_position="before", init="default",
-                 activate_output=False, normalize=True, temperature=0.1, n_heads=2,
-                 n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=40,
+                 activate_output=False, normalize=True, temperature=0.1, ensemble_size=1,
+                 n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=40,
                  batch_size=512, lr=3e-3, optimizer="adam", weight_decay=0.0,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
@@ -208,6 +221,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self.activate_output = activate_output
         self.normalize = normalize
         self.temperature = temperature
+        self.ensemble_size = ensemble_size
         self.n_heads = n_heads
         self.n_attention_layers = n_attention_layers
         self.max_sequence_length = max_sequence_length

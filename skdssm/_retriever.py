@@ -86,32 +86,23 @@ class RetrievalLoss(nn.Module):
         return self._log_q[key]
 
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
-        logits, user, item = y_pred
+        _, user, item = y_pred
         weight = X.get(SAMPLE_WEIGHT)
         items = X[self.item_key] - N_RESERVED
         users = X[self.user_key] - N_RESERVED
         users_np = users.cpu().numpy()
         items_np = items.cpu().numpy()
         draws = self.sampler.sample(users_np, items_np)
+        drawn = self._embed_candidates(module, draws) if draws.size else None
         if self.loss == "softmax":
-            return self._softmax(module, user, item, users, items, users_np, items_np, draws,
-                                 weight)
-        positive, negatives, negative_mask = self._pairs(module, user, item, items, users_np,
-                                                         items_np, draws, logits)
-        if self.loss == "infonce":
-            return infonce_loss(positive, negatives, negative_mask, weight)
-        if self.loss == "bpr":
-            return bpr_loss(positive, negatives, negative_mask, weight)
-        # bce: own pairs with their labels (explicit negatives are 0), plus the sampled
-        # negatives of the positive rows.
-        is_positive = (y_true > 0.5)[:, None]
-        negative_weight = (~negative_mask & is_positive).to(logits.dtype).reshape(-1)
-        own_weight = weight if weight is not None else torch.ones_like(positive)
-        return binary_cross_entropy(
-            torch.cat([positive, negatives.reshape(-1)]),
-            torch.cat([y_true.to(positive.dtype), torch.zeros_like(negative_weight)]),
-            torch.cat([own_weight.to(positive.dtype), negative_weight]),
-        )
+            member_loss = self._softmax(users, items, users_np, draws, weight)
+        else:
+            member_loss = self._pairwise(items, users_np, items_np, y_true, weight)
+        # Ensemble members (module.ensemble_size > 1) each learn from their own loss.
+        drawn_members = module.members(drawn) if drawn is not None else [None] * module.ensemble_size
+        losses = [member_loss(module, *embeddings) for embeddings in
+                  zip(module.members(user), module.members(item), drawn_members)]
+        return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
     def _known_mask(self, users_np, candidate_items_np, device):
         if not self.sampler.exclude_known_positives:
@@ -119,63 +110,97 @@ class RetrievalLoss(nn.Module):
         return torch.as_tensor(self.sampler.known_positive_mask(users_np, candidate_items_np),
                                device=device)
 
-    def _softmax(self, module, user, item, users, items, users_np, items_np, draws, weight):
-        columns = torch.arange(len(items), device=items.device)
-        candidates, candidate_items = item, items
+    def _softmax(self, users, items, users_np, draws, weight):
+        """The sampled softmax of one ensemble member, as a function ``loss(module, user, item,
+        drawn)`` of its embeddings; what depends only on ids (logQ, masks) is computed once."""
+        device = items.device
+        columns = torch.arange(len(items), device=device)
+        candidate_items = items
         if draws.size:
-            extra = torch.as_tensor(draws.reshape(-1), device=items.device)
-            candidates = torch.cat([item, self._embed_candidates(module, draws.reshape(-1))])
-            candidate_items = torch.cat([items, extra])
-        logits = module.score_matrix(user, candidates)
+            candidate_items = torch.cat([items, torch.as_tensor(draws.reshape(-1), device=device)])
+        log_q = user_log_q = None
         if self.logq_correction:
             n_batch, n_sampled = len(items), draws.size
             log_q = self._cached_log_q((n_batch, n_sampled),
                                        lambda: self.sampler.mixture_log_q(n_batch, n_sampled),
-                                       logits.device)
-            logits = logq_correction(logits, log_q[candidate_items])
-        logits = remove_accidental_hits(logits, items, candidate_items, columns)
-        known = self._known_mask(users_np, candidate_items.cpu().numpy(), logits.device)
-        if known is not None:
-            logits = mask_logits(logits, known, columns)
-        loss = sampled_softmax_loss(logits, columns, weight)
-        if self.symmetric:
-            loss = loss + self._item_to_user(module, user, item, users, known, weight)
+                                       device)[candidate_items]
+            if self.symmetric:
+                user_log_q = self._cached_log_q("users", lambda: self.sampler.batch_user_log_q_,
+                                                device)[users]
+        known = self._known_mask(users_np, candidate_items.cpu().numpy(), device)
+
+        def loss(module, user, item, drawn):
+            candidates = item if drawn is None else torch.cat([item, drawn.flatten(0, -2)])
+            logits = module.score_matrix(user, candidates)
+            if log_q is not None:
+                logits = logq_correction(logits, log_q)
+            logits = remove_accidental_hits(logits, items, candidate_items, columns)
+            if known is not None:
+                logits = mask_logits(logits, known, columns)
+            total = sampled_softmax_loss(logits, columns, weight)
+            if self.symmetric:
+                total = total + self._item_to_user(module, user, item, users, user_log_q, known,
+                                                   weight)
+            return total
+
         return loss
 
-    def _item_to_user(self, module, user, item, users, known, weight):
+    def _item_to_user(self, module, user, item, users, user_log_q, known, weight):
         """Each batch item against the batch's users: the second half of the symmetric softmax.
 
+        ``user_log_q`` is the log frequency of each batch user (None without logQ correction);
         ``known`` is the (users, candidates) known-positive mask of the user-to-item half (or
-        None); its first B columns are the batch items.
+        None), whose first B columns are the batch items.
         """
         columns = torch.arange(len(users), device=item.device)
         logits = module.score_matrix(item, user)  # rows: batch items, columns: batch users
-        if self.logq_correction:
-            log_q = self._cached_log_q("users", lambda: self.sampler.batch_user_log_q_,
-                                       logits.device)
-            logits = logq_correction(logits, log_q[users])
+        if user_log_q is not None:
+            logits = logq_correction(logits, user_log_q)
         logits = remove_accidental_hits(logits, users, users, columns)
         if known is not None:
             logits = mask_logits(logits, known[:, : len(users)].T, columns)
         return sampled_softmax_loss(logits, columns, weight)
 
-    def _pairs(self, module, user, item, items, users_np, items_np, draws, logits):
-        negatives, masks = [], []
-        positive = logits
+    def _pairwise(self, items, users_np, items_np, y_true, weight):
+        """The ``"infonce"`` / ``"bpr"`` / ``"bce"`` loss of one ensemble member, as a function
+        ``loss(module, user, item, drawn)`` of its embeddings; the masks are computed once."""
+        columns = torch.arange(len(items), device=items.device)
+        batch_mask = None
         if self.sampler.uses_batch_negatives:
-            columns = torch.arange(len(items), device=items.device)
-            same_item = items[:, None] == items[None, :]
+            batch_mask = items[:, None] == items[None, :]
             known = self._known_mask(users_np, items_np, items.device)
-            mask = same_item if known is None else same_item | known
-            positive, in_batch, in_batch_mask = split_logits(module.score_matrix(user, item),
-                                                             columns, mask)
-            negatives.append(in_batch)
-            masks.append(in_batch_mask)
-        if draws.size:
-            drawn = module.score_matrix(user, self._embed_candidates(module, draws))
-            negatives.append(drawn)
-            masks.append(torch.zeros_like(drawn, dtype=torch.bool))
-        return positive, torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
+            if known is not None:
+                batch_mask = batch_mask | known
+
+        def loss(module, user, item, drawn):
+            positive = module.score(user, item)
+            negatives, masks = [], []
+            if batch_mask is not None:
+                positive, in_batch, in_batch_mask = split_logits(
+                    module.score_matrix(user, item), columns, batch_mask)
+                negatives.append(in_batch)
+                masks.append(in_batch_mask)
+            if drawn is not None:
+                scores = module.score_matrix(user, drawn)
+                negatives.append(scores)
+                masks.append(torch.zeros_like(scores, dtype=torch.bool))
+            negatives, negative_mask = torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
+            if self.loss == "infonce":
+                return infonce_loss(positive, negatives, negative_mask, weight)
+            if self.loss == "bpr":
+                return bpr_loss(positive, negatives, negative_mask, weight)
+            # bce: own pairs with their labels (explicit negatives are 0), plus the sampled
+            # negatives of the positive rows.
+            is_positive = (y_true > 0.5)[:, None]
+            negative_weight = (~negative_mask & is_positive).to(positive.dtype).reshape(-1)
+            own_weight = weight if weight is not None else torch.ones_like(positive)
+            return binary_cross_entropy(
+                torch.cat([positive, negatives.reshape(-1)]),
+                torch.cat([y_true.to(positive.dtype), torch.zeros_like(negative_weight)]),
+                torch.cat([own_weight.to(positive.dtype), negative_weight]),
+            )
+
+        return loss
 
 
 class FullRankingRecall(Callback):
@@ -253,7 +278,7 @@ class TwoTowerRetriever(TwoTowerBase):
     eval_k : int, default=10
         k of the validation Recall@k that drives early stopping (``valid_recall_at_{k}``).
     embedding_dim, hidden_dims, item_hidden_dims, activation, batch_norm, dropout,
-    dropout_position, init, activate_output, normalize, temperature, n_heads,
+    dropout_position, init, activate_output, normalize, temperature, ensemble_size, n_heads,
     n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
     weight_decay, lr_schedule, callbacks, id_dropout, mixed_precision,
     gradient_checkpointing, verbose, device, index, index_params, random_state
@@ -312,8 +337,8 @@ class TwoTowerRetriever(TwoTowerBase):
                  embedding_dim=32, hidden_dims=(256, 256, 128), item_hidden_dims=None,
                  activation="relu", batch_norm=False, dropout=0.4, dropout_position="after",
                  init="default", activate_output=False, normalize=True, temperature=0.1,
-                 n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="softmax",
-                 negative_sampler="in_batch", n_negatives=4, popularity_alpha=0.75,
+                 ensemble_size=1, n_heads=2, n_attention_layers=1, max_sequence_length=50,
+                 loss="softmax", negative_sampler="in_batch", n_negatives=4, popularity_alpha=0.75,
                  exclude_known_positives=True, logq_correction=True, symmetric=True, eval_k=10,
                  max_epochs=50, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=True, validation_fraction=0.05, n_iter_no_change=10,
@@ -340,6 +365,7 @@ class TwoTowerRetriever(TwoTowerBase):
         self.activate_output = activate_output
         self.normalize = normalize
         self.temperature = temperature
+        self.ensemble_size = ensemble_size
         self.n_heads = n_heads
         self.n_attention_layers = n_attention_layers
         self.max_sequence_length = max_sequence_length

@@ -6,6 +6,7 @@ The towers know nothing of losses, samplers or indexes: they turn a dict of enco
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -198,6 +199,24 @@ class Tower(nn.Module):
         return F.normalize(hidden, dim=-1) if self.normalize else hidden
 
 
+class TowerEnsemble(nn.Module):
+    """Independently initialised towers side by side (one ensemble member each).
+
+    The output is the members' outputs concatenated and divided by ``sqrt(n)``: the dot product
+    of two ensemble embeddings is the mean of the members' dot products, and L2-normalised
+    members give a unit vector, so cosine serving and the index need nothing new.
+    """
+
+    def __init__(self, towers):
+        super().__init__()
+        self.members = nn.ModuleList(towers)
+        self.output_dim = sum(tower.output_dim for tower in towers)
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        outputs = [tower(inputs) for tower in self.members]
+        return torch.cat(outputs, dim=-1) / math.sqrt(len(outputs))
+
+
 class TwoTowerModule(nn.Module):
     """User tower and item tower; the score of a pair is ``<u, v> / temperature + bias``.
 
@@ -208,17 +227,35 @@ class TwoTowerModule(nn.Module):
     index relies on is untouched. ``bias`` is a learned global offset (the base rate for BCE); it
     does not change any ranking.
 
+    With ``ensemble_size`` n > 1 each tower is a :class:`TowerEnsemble` of n independently
+    initialised towers: a pair's logit is the mean of the n members' logits, and a criterion
+    trains each member on its own loss by splitting embeddings with :meth:`members`.
+
     ``forward`` returns ``(logits, user_embeddings, item_embeddings)`` for the rows of a batch.
     """
 
     def __init__(self, user_schema: TowerSchema, item_schema: TowerSchema, *, hidden_dims=(64,),
-                 item_hidden_dims=None, temperature=0.1, **tower_params):
+                 item_hidden_dims=None, temperature=0.1, ensemble_size=1, **tower_params):
         super().__init__()
-        self.user_tower = Tower(user_schema, "user", hidden_dims=hidden_dims, **tower_params)
-        self.item_tower = Tower(item_schema, "item", hidden_dims=item_hidden_dims or hidden_dims,
-                                **tower_params)
+
+        def tower(schema, side, dims):
+            towers = [Tower(schema, side, hidden_dims=dims, **tower_params)
+                      for _ in range(ensemble_size)]
+            return towers[0] if ensemble_size == 1 else TowerEnsemble(towers)
+
+        self.user_tower = tower(user_schema, "user", hidden_dims)
+        self.item_tower = tower(item_schema, "item", item_hidden_dims or hidden_dims)
+        self.ensemble_size = ensemble_size
         self.temperature = temperature
         self.bias = nn.Parameter(torch.zeros(()))
+
+    def members(self, embeddings: torch.Tensor) -> list[torch.Tensor]:
+        """Split tower outputs (last axis) into the embeddings of each ensemble member, as the
+        member's own tower computed them (one tensor when ``ensemble_size=1``)."""
+        if self.ensemble_size == 1:
+            return [embeddings]
+        scale = math.sqrt(self.ensemble_size)
+        return [chunk * scale for chunk in embeddings.chunk(self.ensemble_size, dim=-1)]
 
     def score(self, user_embeddings: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
         """Logits of aligned pairs, (B,): ``(u * v).sum(-1) / temperature + bias``."""

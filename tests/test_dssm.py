@@ -251,3 +251,38 @@ def test_movielens_100k_defaults_reach_the_auc_bar(movielens_home, single_thread
     assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) >= 0.78
     top = model.predict_topk(X_test["user_id"].unique()[:50], k=10)
     assert top.shape == (50, 10) and set(top.ravel()) <= set(model.item_ids_)
+
+
+@pytest.mark.parametrize("loss", ["bce", "softmax"])
+def test_ensemble_members_each_learn_from_their_own_loss(loss):
+    """ensemble_size=n: the criterion is the mean of the members' own losses, so each member is
+    trained as if alone; the served logit is the mean of the members' logits."""
+    import torch
+
+    from skdssm._dssm import PairLoss
+    from skdssm._features import TowerSchema
+    from skdssm.nn import TwoTowerModule
+
+    torch.manual_seed(0)
+    schemas = (TowerSchema(categorical={"user_id": 6}), TowerSchema(categorical={"item_id": 6}))
+    ensemble = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4, ensemble_size=2)
+    batch = {"user:user_id": torch.tensor([2, 3, 4, 5]), "item:item_id": torch.tensor([2, 3, 3, 5])}
+    target = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    total = PairLoss(loss)(ensemble(**batch), target, batch, ensemble)
+    own = []
+    for m in range(2):
+        member = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4)
+        member.user_tower = ensemble.user_tower.members[m]
+        member.item_tower = ensemble.item_tower.members[m]
+        member.bias = ensemble.bias
+        own.append(PairLoss(loss)(member(**batch), target, batch, member))
+    torch.testing.assert_close(total, torch.stack(own).mean())
+
+
+def test_ensemble_recommender_learns(data):
+    X, y = data
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
+                                                        stratify=y)
+    model = DSSMRecommender(ensemble_size=2, random_state=0, **FAST).fit(X_train, y_train)
+    assert model.item_embeddings_.shape[1] == 2 * 16
+    assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) > 0.75

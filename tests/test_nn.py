@@ -100,3 +100,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append([p.grad.clone() for p in tower.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+def test_ensemble_logits_are_the_mean_of_independent_members():
+    """ensemble_size=n: n differently initialised tower pairs; embeddings are the members'
+    concatenated / sqrt(n) (unit norm), so serving a dot product serves the mean member score."""
+    torch.manual_seed(0)
+    module = TwoTowerModule(schema(), TowerSchema(categorical={"item": 10}), hidden_dims=(8,),
+                            ensemble_size=3)
+    batch = {"user:id": torch.tensor([2, 3, 4]), "item:item": torch.tensor([4, 5, 6])}
+    logits, user, item = module(**batch)
+    assert user.shape == (3, 24)
+    torch.testing.assert_close(user.norm(dim=1), torch.ones(3))
+    users, items = module.members(user), module.members(item)
+    for m, (member_user, member_item) in enumerate(zip(users, items)):
+        torch.testing.assert_close(member_user, module.user_tower.members[m](batch))
+        torch.testing.assert_close(member_item, module.item_tower.members[m](batch))
+    member_logits = torch.stack([module.score(u, i) for u, i in zip(users, items)])
+    torch.testing.assert_close(logits, member_logits.mean(0))
+    assert not torch.allclose(users[0], users[1])

@@ -174,6 +174,10 @@ class ScoreModule(torch.nn.Module):
     """Stands in for TwoTowerModule in loss tests: cosine scores at temperature 0.5, no bias."""
 
     temperature = 0.5
+    ensemble_size = 1
+
+    def members(self, embeddings):
+        return [embeddings]
 
     def score_matrix(self, u, c):
         return u @ c.T / self.temperature
@@ -290,3 +294,57 @@ def test_movielens_100k_defaults_reach_the_recall_bar(movielens_home, single_thr
     model = TwoTowerRetriever(random_state=0).fit(train)
     assert recall(model, test) >= RECALL_BAR
     assert recall(model, test) > popularity_recall(train, test) + 0.1
+
+
+@pytest.mark.parametrize("loss, sampler, symmetric", [
+    ("softmax", "in_batch", True), ("softmax", "mixed", False), ("bce", "uniform", False),
+    ("infonce", "popularity", False), ("bpr", "in_batch", False),
+])
+def test_ensemble_members_each_learn_from_their_own_loss(loss, sampler, symmetric):
+    """With ensemble_size=n the criterion is the mean of each member's own loss (same batch, same
+    negatives), so each member gets exactly the gradient it would get alone, divided by n."""
+    from skdssm._features import TowerSchema
+    from skdssm.nn import TwoTowerModule
+
+    torch.manual_seed(0)
+    n_users, n_items = 5, 8
+    schemas = (TowerSchema(categorical={"user_id": n_users + 2}, ids=("user_id",)),
+               TowerSchema(categorical={"item_id": n_items + 2}, ids=("item_id",)))
+    ensemble = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4, ensemble_size=3)
+    users, items = np.array([0, 1, 2, 3, 4, 0]), np.array([0, 1, 2, 3, 4, 5])
+    batch = {"user:user_id": torch.as_tensor(users + 2), "item:item_id": torch.as_tensor(items + 2)}
+    catalogue = {"item:item_id": torch.arange(n_items) + 2}
+
+    def criterion():  # a fresh, identically seeded sampler draws the same negatives every time
+        params = {} if sampler == "in_batch" else {"n_negatives": 2}
+        fitted = make_sampler(sampler, random_state=0, **params).fit(
+            users, items, n_items=n_items, n_users=n_users)
+        return RetrievalLoss(loss, fitted, catalogue=catalogue, symmetric=symmetric)
+
+    target = torch.ones(len(users))
+    total = criterion()(ensemble(**batch), target, batch, ensemble)
+    total.backward()
+    for m in range(3):
+        member = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4)
+        member.user_tower = ensemble.user_tower.members[m]
+        member.item_tower = ensemble.item_tower.members[m]
+        own = criterion()(member(**batch), target, batch, member)
+        parameters = list(member.user_tower.parameters()) + list(member.item_tower.parameters())
+        expected = torch.autograd.grad(own, parameters)
+        for parameter, gradient in zip(parameters, expected):
+            torch.testing.assert_close(parameter.grad, gradient / 3)
+        member_losses = own.item() if m == 0 else member_losses + own.item()
+    assert total.item() == pytest.approx(member_losses / 3, rel=1e-5)
+
+
+def test_ensemble_retriever_learns_and_serves_unit_embeddings(data):
+    train, test = data
+    model = TwoTowerRetriever(ensemble_size=3, random_state=0, **FAST).fit(train)
+    assert model.item_embeddings_.shape == (len(model.item_ids_), 3 * 16)
+    np.testing.assert_allclose(np.linalg.norm(model.item_embeddings_, axis=1), 1, rtol=1e-5)
+    users = np.unique(test["user_id"])
+    scores = model.transform_users(users) @ model.item_embeddings_.T
+    scores[model._exclusions(pd.Index(model.user_ids_).get_indexer(users)).toarray() > 0] = -np.inf
+    np.testing.assert_array_equal(model.predict_topk(users, k=5),
+                                  model.item_ids_[np.argsort(-scores, axis=1)[:, :5]])
+    assert recall(model, test) > popularity_recall(train, test) + 0.05
