@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
@@ -76,6 +76,7 @@ class TwoTowerBase(BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "refit": ["boolean"],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "plateau"}), Callback, None],
         "callbacks": [list, None],
@@ -292,6 +293,24 @@ class TwoTowerBase(BaseEstimator):
             net.fit(arrays, y)
         self.net_ = net
         self.history_ = net.history
+        self.best_epoch_ = (dict(net.callbacks_)["early_stopping"].best_epoch_
+                            if self.early_stopping else None)
+        self.validation_history_ = None
+
+    def _refits(self) -> bool:
+        return self.early_stopping and self.refit
+
+    def _refit_on_all_rows(self, *fit_args):
+        """``refit=True``: early stopping has chosen the number of epochs; train a fresh model on
+        every row (the validation rows included) for that many epochs and become it."""
+        best_epoch, validation = max(self.best_epoch_, 1), self.history_
+        full = clone(self).set_params(early_stopping=False, refit=False, max_epochs=best_epoch)
+        full.fit(*fit_args)
+        params = self.get_params(deep=False)
+        vars(self).update({key: value for key, value in vars(full).items() if key not in params})
+        self.best_epoch_ = best_epoch
+        self.validation_history_ = validation
+        return self
 
     def _seed(self) -> int:
         return derive_seed(self.random_state)

@@ -128,6 +128,14 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         (skorch ``EarlyStopping``).
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=3
+    refit : bool, default=False
+        With ``early_stopping``: once early stopping has chosen the number of epochs
+        (``best_epoch_``), train a fresh model with the same parameters and seed on every row,
+        the validation rows included, for that many epochs, and serve it (as GridSearchCV's
+        ``refit`` does for the best parameters). The held-out rows are then learned too, at
+        about twice the fit time. ``history_`` is the refit's, ``validation_history_`` the
+        early-stopped run's. A ``"cosine"`` schedule anneals over ``best_epoch_`` epochs in the
+        refit, and ``"plateau"`` watches its training loss.
     lr_schedule : {"cosine", "plateau"}, skorch callback or None, default=None
         A skorch ``LRScheduler``: ``"cosine"`` anneals the learning rate to 0 over
         ``max_epochs``; ``"plateau"`` halves it whenever the score early stopping watches (valid
@@ -165,6 +173,10 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         The fitted net (``net_.module_`` holds the towers).
     history_ : skorch.History
         Per-epoch losses and validation AUC.
+    best_epoch_ : int or None
+        The epoch early stopping restored (None without early stopping).
+    validation_history_ : skorch.History or None
+        With ``refit=True``, the history of the early-stopped run that chose ``best_epoch_``.
     n_features_in_, feature_names_in_
         Columns of the X passed to fit.
     user_ids_, item_ids_ : ndarray
@@ -202,9 +214,9 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=40,
                  batch_size=512, lr=3e-3, optimizer="adam", weight_decay=0.0,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
-                 lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
-                 gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
-                 index_params=None, random_state=None):
+                 refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
+                 mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
+                 index="auto", index_params=None, random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -234,6 +246,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.refit = refit
         self.lr_schedule = lr_schedule
         self.callbacks = callbacks
         self.id_dropout = id_dropout
@@ -298,6 +311,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         )
         net.set_params(criterion__loss=self.loss, criterion__item_key=f"item:{self.item_col}")
         self._train(net, arrays, target, seed)
+        if self._refits():
+            return self._refit_on_all_rows(X, y, sample_weight)
         self._fit_catalogue(X)
         self._fit_item_embeddings()
         self._fit_index()

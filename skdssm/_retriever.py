@@ -280,7 +280,7 @@ class TwoTowerRetriever(TwoTowerBase):
     embedding_dim, hidden_dims, item_hidden_dims, activation, batch_norm, dropout,
     dropout_position, init, activate_output, normalize, temperature, ensemble_size, n_heads,
     n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
-    weight_decay, lr_schedule, callbacks, id_dropout, mixed_precision,
+    weight_decay, refit, lr_schedule, callbacks, id_dropout, mixed_precision,
     gradient_checkpointing, verbose, device, index, index_params, random_state
         As in :class:`DSSMRecommender`, with retrieval defaults: ReLU ``hidden_dims=(256, 256,
         128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``, ``lr=3e-3``,
@@ -298,8 +298,8 @@ class TwoTowerRetriever(TwoTowerBase):
 
     Attributes
     ----------
-    net_, history_, user_ids_, item_ids_, item_embeddings_, seen_items_, feature_encoder_,
-    index_, n_features_in_, feature_names_in_
+    net_, history_, best_epoch_, validation_history_, user_ids_, item_ids_, item_embeddings_,
+    seen_items_, feature_encoder_, index_, n_features_in_, feature_names_in_
         As in :class:`DSSMRecommender`.
     sampler_ : NegativeSampler
         The fitted negative sampler.
@@ -342,9 +342,9 @@ class TwoTowerRetriever(TwoTowerBase):
                  exclude_known_positives=True, logq_correction=True, symmetric=True, eval_k=10,
                  max_epochs=50, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=True, validation_fraction=0.05, n_iter_no_change=10,
-                 lr_schedule=None, callbacks=None, id_dropout=0.0, mixed_precision=None,
-                 gradient_checkpointing=False, verbose=0, device="cpu", index="auto",
-                 index_params=None, random_state=None):
+                 refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
+                 mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
+                 index="auto", index_params=None, random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -385,6 +385,7 @@ class TwoTowerRetriever(TwoTowerBase):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.refit = refit
         self.lr_schedule = lr_schedule
         self.callbacks = callbacks
         self.id_dropout = id_dropout
@@ -588,6 +589,8 @@ class TwoTowerRetriever(TwoTowerBase):
             criterion__logq_correction=self.logq_correction, criterion__symmetric=self.symmetric,
             criterion__user_key=f"user:{self.user_col}", criterion__item_key=f"item:{self.item_col}")
         self._train(net, arrays, label, seed)
+        if self._refits():
+            return self._refit_on_all_rows(all_rows, y, sample_weight)
         if self.early_stopping and self.user_representation != "id":
             # Serve with everything known: refit the history / profile on all positives.
             self._fit_generators(X, positive)

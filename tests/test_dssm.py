@@ -286,3 +286,17 @@ def test_ensemble_recommender_learns(data):
     model = DSSMRecommender(ensemble_size=2, random_state=0, **FAST).fit(X_train, y_train)
     assert model.item_embeddings_.shape[1] == 2 * 16
     assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) > 0.75
+
+
+def test_refit_retrains_on_all_rows_for_the_best_epoch(data):
+    X, y = data
+    params = dict(FAST, early_stopping=True, max_epochs=20, n_iter_no_change=2)
+    model = DSSMRecommender(refit=True, random_state=0, **params).fit(X, y)
+    assert model.best_epoch_ >= 1 and len(model.history_) == model.best_epoch_
+    assert len(model.validation_history_) > model.best_epoch_
+    assert "valid_auc" in model.validation_history_[-1] and "valid_auc" not in model.history_[-1]
+    alone = DSSMRecommender(random_state=0, **dict(params, early_stopping=False,
+                                                   max_epochs=model.best_epoch_)).fit(X, y)
+    np.testing.assert_array_equal(model.decision_function(X), alone.decision_function(X))
+    plain = DSSMRecommender(random_state=0, **dict(params, early_stopping=False)).fit(X, y)
+    assert plain.best_epoch_ is None and plain.validation_history_ is None

@@ -348,3 +348,21 @@ def test_ensemble_retriever_learns_and_serves_unit_embeddings(data):
     np.testing.assert_array_equal(model.predict_topk(users, k=5),
                                   model.item_ids_[np.argsort(-scores, axis=1)[:, :5]])
     assert recall(model, test) > popularity_recall(train, test) + 0.05
+
+
+def test_refit_serves_a_model_trained_on_every_row_for_the_chosen_epochs(data):
+    """refit=True: the early-stopped run picks best_epoch_; the served model is the one that
+    early_stopping=False, max_epochs=best_epoch_ trains on all rows (validation rows included)."""
+    train, test = data
+    params = dict(FAST, early_stopping=True, max_epochs=30, n_iter_no_change=2)
+    stopped = TwoTowerRetriever(random_state=0, **params).fit(train)
+    model = TwoTowerRetriever(refit=True, random_state=0, **params).fit(train)
+    assert model.best_epoch_ == stopped.best_epoch_ < len(stopped.history_)
+    assert model.validation_history_[:, "valid_recall_at_10"] == stopped.history_[:, "valid_recall_at_10"]
+    assert len(model.history_) == model.best_epoch_ and "valid_loss" not in model.history_[-1]
+    alone = TwoTowerRetriever(random_state=0, **dict(params, early_stopping=False,
+                                                     max_epochs=model.best_epoch_)).fit(train)
+    np.testing.assert_array_equal(model.item_embeddings_, alone.item_embeddings_)
+    users = np.unique(test["user_id"])
+    np.testing.assert_array_equal(model.predict_topk(users, k=5), alone.predict_topk(users, k=5))
+    assert model.get_params()["refit"] and clone(model).refit
