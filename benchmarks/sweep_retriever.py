@@ -68,7 +68,8 @@ def main() -> None:
         model = TwoTowerRetriever(random_state=seed, **params).fit(train)
         seconds = time.perf_counter() - start
         top = model.predict_topk(users, k=50)
-        valid = model.history_[:, "valid_recall_at_10"]
+        # With refit=True the served model's history has no validation columns.
+        valid = (model.validation_history_ or model.history_)[:, "valid_recall_at_10"]
         print(f"{spec} seed={seed} split={args.split_seed} extra={args.extra}: "
               f"Recall@10 {recall_at_k(test, top, users=users, k=10):.4f} "
               f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f} "
