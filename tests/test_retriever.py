@@ -81,12 +81,15 @@ def test_clone_and_determinism(data):
     assert not np.allclose(a, c)
 
 
-def test_pickle_round_trip_gives_identical_recommendations(data):
+@pytest.mark.parametrize("ensemble_size", [1, 2])
+def test_pickle_round_trip_gives_identical_recommendations(data, ensemble_size):
     train, _ = data
-    model = TwoTowerRetriever(random_state=0, **dict(FAST, max_epochs=2)).fit(train)
+    model = TwoTowerRetriever(ensemble_size=ensemble_size, random_state=0,
+                              **dict(FAST, max_epochs=2)).fit(train)
     restored = pickle.loads(pickle.dumps(model))
     users = model.user_ids_[:10]
     np.testing.assert_array_equal(model.predict_topk(users, k=5), restored.predict_topk(users, k=5))
+    np.testing.assert_array_equal(model.transform_users(users), restored.transform_users(users))
 
 
 def test_rating_transform_center_makes_low_ratings_explicit_negatives(data):
