@@ -164,22 +164,23 @@ class RetrievalLoss(nn.Module):
     def _pairwise(self, items, users_np, items_np, y_true, weight):
         """The ``"infonce"`` / ``"bpr"`` / ``"bce"`` loss of one ensemble member, as a function
         ``loss(module, user, item, drawn)`` of its embeddings; the masks are computed once."""
-        columns = torch.arange(len(items), device=items.device)
         batch_mask = None
         if self.sampler.uses_batch_negatives:
+            columns = torch.arange(len(items), device=items.device)
             batch_mask = items[:, None] == items[None, :]
             known = self._known_mask(users_np, items_np, items.device)
             if known is not None:
                 batch_mask = batch_mask | known
 
         def loss(module, user, item, drawn):
-            positive = module.score(user, item)
             negatives, masks = [], []
             if batch_mask is not None:
                 positive, in_batch, in_batch_mask = split_logits(
                     module.score_matrix(user, item), columns, batch_mask)
                 negatives.append(in_batch)
                 masks.append(in_batch_mask)
+            else:
+                positive = module.score(user, item)
             if drawn is not None:
                 scores = module.score_matrix(user, drawn)
                 negatives.append(scores)
