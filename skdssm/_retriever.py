@@ -204,6 +204,30 @@ class RetrievalLoss(nn.Module):
         return loss
 
 
+class HeldOutRecall:
+    """``module -> Recall@k`` of held-out positives, ranking the whole catalogue minus each
+    user's training positives.
+
+    A class rather than a closure: the fitted net keeps its callbacks, so the estimator must
+    stay picklable.
+    """
+
+    def __init__(self, user_inputs: dict, item_inputs: dict, relevant: sp.csr_matrix,
+                 seen: sp.csr_matrix, k: int, device):
+        self.user_inputs = user_inputs
+        self.item_inputs = item_inputs
+        self.relevant = relevant
+        self.seen = seen
+        self.k = k
+        self.device = device
+
+    def __call__(self, module) -> float:
+        items = embed(module.item_tower, self.item_inputs, self.device)
+        queries = embed(module.user_tower, self.user_inputs, self.device)
+        _, top = exact_topk(queries, items, self.k, exclude=self.seen)
+        return recall_at_k(self.relevant, top, k=self.k)
+
+
 class FullRankingRecall(Callback):
     """Record Recall@k of held-out interactions, ranking the whole catalogue, after each epoch.
 
@@ -499,17 +523,8 @@ class TwoTowerRetriever(TwoTowerBase):
             (np.ones(len(train_rows)), (user_pos[train_rows], item_pos[train_rows])),
             shape=(len(self.user_ids_), n_items))[users]
         user_inputs = {key: value[users] for key, value in self._user_table(augmented).items()}
-        item_inputs = self.item_inputs_
-        k = min(self.eval_k, n_items)
-        device = self._device()
-
-        def evaluate(module) -> float:
-            items = embed(module.item_tower, item_inputs, device)
-            queries = embed(module.user_tower, user_inputs, device)
-            _, top = exact_topk(queries, items, k, exclude=seen)
-            return recall_at_k(relevant, top, k=k)
-
-        return evaluate
+        return HeldOutRecall(user_inputs, self.item_inputs_, relevant, seen,
+                             min(self.eval_k, n_items), self._device())
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y=None, sample_weight=None) -> TwoTowerRetriever:

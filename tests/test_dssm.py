@@ -1,5 +1,7 @@
 """DSSMRecommender: behaviour a user relies on, on small synthetic data with a planted signal."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,6 +87,17 @@ def test_early_stopping_records_valid_auc_and_restores_best(data):
     aucs = model.history_[:, "valid_auc"]
     assert len(aucs) < 30
     assert all(0.0 <= a <= 1.0 for a in aucs)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_pickle_round_trip_gives_identical_scores_and_recommendations(data, early_stopping):
+    X, y = data
+    model = DSSMRecommender(random_state=0, **dict(FAST, early_stopping=early_stopping,
+                                                   max_epochs=3)).fit(X, y)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(model.decision_function(X), restored.decision_function(X))
+    users = model.user_ids_[:10]
+    np.testing.assert_array_equal(model.predict_topk(users, k=5), restored.predict_topk(users, k=5))
 
 
 def test_cosine_schedule_anneals_the_learning_rate_over_max_epochs(data):

@@ -81,11 +81,14 @@ def test_clone_and_determinism(data):
     assert not np.allclose(a, c)
 
 
-@pytest.mark.parametrize("ensemble_size", [1, 2])
-def test_pickle_round_trip_gives_identical_recommendations(data, ensemble_size):
+@pytest.mark.parametrize("params", [
+    dict(ensemble_size=1), dict(ensemble_size=2),
+    # Early stopping (the default) keeps its validation scorer in the fitted net's callbacks.
+    dict(early_stopping=True), dict(early_stopping=True, refit=True),
+], ids=["single", "ensemble", "early_stopping", "refit"])
+def test_pickle_round_trip_gives_identical_recommendations(data, params):
     train, _ = data
-    model = TwoTowerRetriever(ensemble_size=ensemble_size, random_state=0,
-                              **dict(FAST, max_epochs=2)).fit(train)
+    model = TwoTowerRetriever(random_state=0, **{**FAST, "max_epochs": 2, **params}).fit(train)
     restored = pickle.loads(pickle.dumps(model))
     users = model.user_ids_[:10]
     np.testing.assert_array_equal(model.predict_topk(users, k=5), restored.predict_topk(users, k=5))
