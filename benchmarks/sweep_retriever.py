@@ -41,6 +41,17 @@ def derived_features(frame: pd.DataFrame) -> pd.DataFrame:
     }, index=frame.index)
 
 
+def load_split(data_home, split_seed: int = 0, extra=()):
+    """Training positives, held-out positives and the sorted test users of the issue-6 split."""
+    frame = fetch_movielens("100k", data_home=data_home).frame
+    positives = frame[frame["rating"] >= 4].reset_index(drop=True)
+    positives = positives[FEATURES].join(derived_features(positives)[list(extra)])
+    train_rows, test_rows = next(UserHoldoutSplit(test_size=0.2, min_interactions=5,
+                                                  random_state=split_seed).split(positives))
+    train, test = positives.iloc[train_rows], positives.iloc[test_rows]
+    return train, test, np.sort(test["user_id"].unique())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("specs", nargs="*", default=["{}"],
@@ -53,13 +64,7 @@ def main() -> None:
                         help="also score the sum of the runs' cosine scores (an ensemble)")
     args = parser.parse_args()
 
-    frame = fetch_movielens("100k", data_home=args.data_home).frame
-    positives = frame[frame["rating"] >= 4].reset_index(drop=True)
-    positives = positives[FEATURES].join(derived_features(positives)[args.extra])
-    train_rows, test_rows = next(UserHoldoutSplit(test_size=0.2, min_interactions=5,
-                                                  random_state=args.split_seed).split(positives))
-    train, test = positives.iloc[train_rows], positives.iloc[test_rows]
-    users = np.sort(test["user_id"].unique())
+    train, test, users = load_split(args.data_home, args.split_seed, args.extra)
     user_parts, item_parts = [], []
     for n_runs, spec in enumerate(args.specs, start=1):
         params = json.loads(spec)
