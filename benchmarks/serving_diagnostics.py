@@ -9,6 +9,8 @@ without retraining (benchmarks/RESULTS.md section 4):
   users themselves, so its gain is an upper bound, not a usable result.
 * dropout averaging: does the mean embedding over ``K`` dropout masks (Monte-Carlo dropout, a
   free ensemble) rank better than the deterministic network?
+* which users: Recall@10 of the retriever, ALS (if ``implicit`` is installed) and EASE, as in
+  ``examples/movielens_retrieval.py``, per quintile of the users' number of training positives.
 
 Usage::
 
@@ -18,6 +20,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +31,9 @@ from skdssm import TwoTowerRetriever
 from skdssm.metrics import recall_at_k
 from skdssm.neighbors import exact_topk
 from sweep_retriever import load_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from movielens_retrieval import als_topk, ease_topk  # noqa: E402
 
 BETAS = (-0.02, -0.01, 0.01, 0.02, 0.04, 0.06, 0.08, 0.12)
 MC_SAMPLES = (8, 32, 128)
@@ -40,6 +47,24 @@ def dropout_embeddings(tower, inputs: dict, n_samples: int) -> np.ndarray:
         mean = torch.stack([tower(inputs) for _ in range(n_samples)]).mean(0)
     tower.eval()
     return mean.numpy()
+
+
+def by_history(train, test, users, retriever_top, seed: int) -> None:
+    """Recall@10 per quintile of the test users' number of training positives."""
+    tops = {"TwoTowerRetriever()": retriever_top, "EASE": ease_topk(train, users, 10)}
+    try:
+        tops["ALS"] = als_topk(train, users, 10, seed)
+    except ImportError:
+        print("(implicit is not installed: ALS skipped)")
+    n_train = train.groupby("user_id").size().reindex(users)
+    quintile = pd.qcut(n_train.to_numpy(), 5, precision=0)
+    table = pd.DataFrame({
+        name: [recall_at_k(test, top[quintile == bucket], users=users[quintile == bucket], k=10)
+               for bucket in quintile.categories]
+        for name, top in tops.items()
+    }, index=[f"{int(b.left) + 1}-{int(b.right)} training positives" for b in quintile.categories])
+    table["users"] = pd.Series(quintile).value_counts(sort=False).to_numpy()
+    print(table.round(4).to_string(), flush=True)
 
 
 def main() -> None:
@@ -62,6 +87,7 @@ def main() -> None:
 
     queries, items = model.transform_users(users), model.item_embeddings_
     report(f"defaults, split {args.split_seed}, seed {args.seed}", queries, items)
+    by_history(train, test, users, model.predict_topk(users, k=10), args.seed)
     counts = train[model.item_col].value_counts().reindex(item_ids, fill_value=0).to_numpy()
     log_counts = np.log1p(counts).astype(np.float32)[:, None]
     ones = np.ones((len(queries), 1), dtype=np.float32)
