@@ -65,6 +65,8 @@ def by_history(train, test, users, retriever_top, seed: int) -> None:
     }, index=[f"{int(b.left) + 1}-{int(b.right)} training positives" for b in quintile.categories])
     table["users"] = pd.Series(quintile).value_counts(sort=False).to_numpy()
     print(table.round(4).to_string(), flush=True)
+    print("distinct items in the top-10 lists: "
+          + ", ".join(f"{name} {len(np.unique(top))}" for name, top in tops.items()), flush=True)
 
 
 def main() -> None:
