@@ -41,6 +41,7 @@ CHECKED = [
     MultiHotPadder(),
     SequenceTruncator(pad_value=-1),
     HistoryBuilder(user_col=0, item_col=1, time_col=None, pad_value=-1),
+    HistoryBuilder(user_col=0, item_col=1, time_col=None, pad_value=-1, leave_one_out=True),
     UserProfileEncoder(item_feature_columns=[1], user_col=0, leave_one_out=False),
 ]
 TIMED_HISTORY = HistoryBuilder(user_col=0, item_col=1, time_col=2, pad_value=-1)
@@ -384,6 +385,49 @@ def test_history_never_leaks_current_or_future_interactions(events_, max_len):
     assert history.shape == (len(stored), max_len)
     for row_time, items in zip(stored["timestamp"], history):
         assert all(time_of[item] < row_time for item in items if item != 0)
+
+
+def test_leave_one_out_history_drops_each_rows_own_item():
+    X = interactions()
+    out = HistoryBuilder(max_len=3, leave_one_out=True).fit_transform(X)
+    # user 1 stored by time: 10 (t=100), then 11 and 12 (t=200); every row sees the other two.
+    assert block(out, "history").tolist() == [
+        [0, 11, 12], [0, 10, 12], [0, 10, 11], [0, 0, 13], [0, 0, 10], [0, 0, 0],
+    ]
+    builder = HistoryBuilder(max_len=2, leave_one_out=True).fit(X)
+    # A users frame, and a row whose item is not stored (held out), see the most recent items.
+    users = pd.DataFrame({"user_id": [1, 99]})
+    assert block(builder.transform(users), "history").tolist() == [[11, 12], [0, 0]]
+    held_out = pd.DataFrame({"user_id": [1], "item_id": [42]})
+    assert block(builder.transform(held_out), "history").tolist() == [[11, 12]]
+    with pytest.raises(TypeError, match="leave_one_out"):
+        HistoryBuilder(leave_one_out="yes").fit(X)
+
+
+def reference_leave_one_out(stored: pd.DataFrame, max_len: int) -> list:
+    rows = []
+    for user, item in zip(stored["user_id"], stored["item_id"]):
+        seen = stored[(stored["user_id"] == user) & stored["positive"]]
+        items = seen.sort_values("timestamp", kind="stable")["item_id"].tolist()
+        window = items[-max_len - 1:]
+        if item in window:
+            del window[len(window) - 1 - window[::-1].index(item)]
+        else:
+            window = window[-max_len:]
+        window = [0 if other == item else other for other in window]
+        rows.append([0] * (max_len - len(window)) + window)
+    return rows
+
+
+@FAST
+@given(events_=events, max_len=st.integers(1, 6))
+def test_leave_one_out_history_matches_brute_force_reference(events_, max_len):
+    stored = as_frame(events_)
+    builder = HistoryBuilder(max_len=max_len, positive="positive", leave_one_out=True)
+    history = block(builder.fit_transform(stored), "history")
+    assert history.tolist() == reference_leave_one_out(stored, max_len)
+    # The point of it: a row never sees its own item.
+    assert not (history == stored["item_id"].to_numpy()[:, None]).any()
 
 
 # ----------------------------------------------------------------------------- UserProfileEncoder

@@ -70,6 +70,15 @@ class HistoryBuilder(FrameTransformer):
         Base name of the appended block.
     pad_value : int, default=0
         Value of the padding positions; skdssm's estimators mask 0.
+    leave_one_out : bool, default=False
+        Instead of the history before each row's time, give a row that carries an item
+        its user's whole stored history **minus that row's own item** (every stored
+        interaction with it), the most recent ``max_len`` of the rest: a bag of the user's
+        other interactions (SVD++ / FISM-style implicit feedback), leakage-free for training
+        rows without relying on timestamps. A row whose item is not stored (a held-out row)
+        and a row without the item column (a users frame) get the most recent ``max_len``
+        stored items. A row gets fewer than ``max_len`` items when its item was stored more
+        than once within the window.
 
     Attributes
     ----------
@@ -126,6 +135,7 @@ class HistoryBuilder(FrameTransformer):
         positive=None,
         output_col="history",
         pad_value=0,
+        leave_one_out=False,
     ):
         self.user_col = user_col
         self.item_col = item_col
@@ -134,11 +144,14 @@ class HistoryBuilder(FrameTransformer):
         self.positive = positive
         self.output_col = output_col
         self.pad_value = pad_value
+        self.leave_one_out = leave_one_out
 
     def _fit(self, frame: pd.DataFrame, X) -> None:
         self._check_block_params()
         if not isinstance(self.output_col, str):
             raise TypeError(f"output_col must be a str; got {self.output_col!r}.")
+        if not isinstance(self.leave_one_out, (bool, np.bool_)):
+            raise TypeError(f"leave_one_out must be a bool; got {self.leave_one_out!r}.")
         names = list(frame.columns)
         (user,) = self._columns([self.user_col], "user_col")
         (item,) = self._columns([self.item_col], "item_col")
@@ -197,6 +210,9 @@ class HistoryBuilder(FrameTransformer):
         check_no_missing(frame[user], user)
         codes = pd.Index(self.users_).get_indexer(frame[user].to_numpy())
         starts = np.where(codes >= 0, self.user_offsets_[codes], 0)
+        if self.leave_one_out:
+            history = self._other_items(frame, codes, starts)
+            return self._append_columns(frame, history, block_names(self.output_col, self.max_len))
         ends = self._history_ends(frame, codes)
         positions = ends[:, None] + np.arange(-self.max_len, 0)
         visible = positions >= starts[:, None]
@@ -204,6 +220,31 @@ class HistoryBuilder(FrameTransformer):
         history = np.full(positions.shape, self.pad_value, dtype=dtype)
         history[visible] = self.event_items_[positions[visible]]
         return self._append_columns(frame, history, block_names(self.output_col, self.max_len))
+
+    def _other_items(self, frame: pd.DataFrame, codes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The most recent ``max_len`` stored items of each row's user other than the row's own.
+
+        A window of the last ``max_len + 1`` stored items loses one column per row: the most
+        recent occurrence of the row's item when it is in the window, else the oldest; other
+        occurrences of the row's item are then padded too.
+        """
+        ends = np.where(codes >= 0, self.user_offsets_[codes + 1], 0)
+        positions = ends[:, None] + np.arange(-self.max_len - 1, 0)
+        visible = positions >= starts[:, None]
+        dtype = block_dtype(self.event_items_.dtype, self.pad_value)
+        window = np.full(positions.shape, self.pad_value, dtype=dtype)
+        window[visible] = self.event_items_[positions[visible]]
+        (item,) = self._columns([self.item_col], "item_col")
+        if item not in frame.columns:
+            return window[:, 1:]
+        own = visible & (window == frame[item].to_numpy()[:, None])
+        # Last own position in the window, or column 0 when the item is not there.
+        drop = np.where(own.any(axis=1), own.shape[1] - 1 - np.argmax(own[:, ::-1], axis=1), 0)
+        keep = np.ones(window.shape, dtype=bool)
+        keep[np.arange(len(window)), drop] = False
+        history = window[keep].reshape(len(window), self.max_len)
+        history[own[keep].reshape(history.shape)] = self.pad_value
+        return history
 
     def _output_names(self, names_in) -> list[str]:
         return list(names_in) + block_names(self.output_col, self.max_len)
