@@ -33,6 +33,7 @@ from .preprocessing import HistoryBuilder, UserProfileEncoder
 from .sampling import SAMPLERS, make_sampler
 
 HISTORY = "history"
+BAG = "history_bag"
 PROFILE_PREFIX = "profile_"
 
 
@@ -274,6 +275,13 @@ class TwoTowerRetriever(TwoTowerBase):
         profile or history.
     item_id_embedding : bool, default=True
         False makes the item tower content-only, so new items are served from their features.
+    history_bag_size : int, default=0
+        With n > 0, the user tower also gets the mean-pooled embedding of up to n of the user's
+        other positive training items (the most recent n when X has ``time_col``), as in
+        SVD++ / FISM: a training row's bag leaves out the row's own item, early stopping builds
+        the bags from the rows it trains on only, and the fitted model serves each user with
+        their n most recent positives. Heavy users, whose id embedding alone under-uses their
+        history, gain most (benchmarks/RESULTS.md). Users unseen in fit get an empty bag.
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
         ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
@@ -328,6 +336,9 @@ class TwoTowerRetriever(TwoTowerBase):
         As in :class:`DSSMRecommender`.
     sampler_ : NegativeSampler
         The fitted negative sampler.
+    bag_builder_ : HistoryBuilder
+        With ``history_bag_size > 0``: the leave-one-out builder of the users' bags, fitted on
+        every positive row.
 
     Examples
     --------
@@ -345,6 +356,7 @@ class TwoTowerRetriever(TwoTowerBase):
         "time_col": [str, Integral, None],
         "user_representation": [StrOptions({"id", "profile", "sequence"})],
         "item_id_embedding": ["boolean"],
+        "history_bag_size": [Interval(Integral, 0, None, closed="left")],
         "rating_transform": [StrOptions({"center"}), callable, None],
         "loss": [StrOptions({"softmax", "infonce", "bpr", "bce"})],
         "negative_sampler": [StrOptions(set(SAMPLERS))],
@@ -358,7 +370,8 @@ class TwoTowerRetriever(TwoTowerBase):
 
     def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
                  item_features="auto", sequence_features=None, time_col="timestamp",
-                 user_representation="id", item_id_embedding=True, rating_transform=None,
+                 user_representation="id", item_id_embedding=True, history_bag_size=0,
+                 rating_transform=None,
                  embedding_dim=32, hidden_dims=(256, 256, 128), item_hidden_dims=None,
                  activation="relu", batch_norm=False, dropout=0.4, dropout_position="after",
                  init="default", activate_output=False, normalize=True, temperature=0.1,
@@ -378,6 +391,7 @@ class TwoTowerRetriever(TwoTowerBase):
         self.time_col = time_col
         self.user_representation = user_representation
         self.item_id_embedding = item_id_embedding
+        self.history_bag_size = history_bag_size
         self.rating_transform = rating_transform
         self.embedding_dim = embedding_dim
         self.hidden_dims = hidden_dims
@@ -455,34 +469,43 @@ class TwoTowerRetriever(TwoTowerBase):
         return X
 
     def _fit_generators(self, X: pd.DataFrame, positive: np.ndarray) -> pd.DataFrame:
-        """Fit the history / profile builders on the positive rows; return X with the generated
-        user inputs (leakage-free for the training rows)."""
+        """Fit the history / profile / bag builders on the positive rows; return X with the
+        generated user inputs (leakage-free for the training rows)."""
+        out = X
         if self.user_representation == "sequence":
             check_columns(X, [self.time_col], what="X (user_representation='sequence' needs it)")
             self.history_builder_ = HistoryBuilder(
                 self.user_col, self.item_col, self.time_col, max_len=self.max_sequence_length,
                 output_col=HISTORY).fit(X[positive])
-            return self.history_builder_.transform(X)
-        if self.user_representation == "profile":
+            out = self.history_builder_.transform(X)
+        elif self.user_representation == "profile":
             self.profile_encoder_ = UserProfileEncoder(
                 self._profile_columns, user_col=self.user_col, prefix=PROFILE_PREFIX)
             own = self.profile_encoder_.fit_transform(X[positive])
             rest = self.profile_encoder_.transform(X[~positive])
-            return pd.concat([own, rest]).loc[X.index]
-        return X
+            out = pd.concat([own, rest]).loc[X.index]
+        if self.history_bag_size:
+            time_col = self.time_col if self.time_col in X.columns else None
+            self.bag_builder_ = HistoryBuilder(
+                self.user_col, self.item_col, time_col, max_len=self.history_bag_size,
+                output_col=BAG, leave_one_out=True).fit(X[positive])
+            out = self.bag_builder_.transform(out)
+        return out
 
     def _augment_users(self, users: pd.DataFrame) -> pd.DataFrame:
         if self.user_representation == "sequence":
-            return self.history_builder_.transform(users)
-        if self.user_representation == "profile":
-            return self.profile_encoder_.transform(users)
+            users = self.history_builder_.transform(users)
+        elif self.user_representation == "profile":
+            users = self.profile_encoder_.transform(users)
+        if self.history_bag_size:
+            users = self.bag_builder_.transform(users)
         return users
 
     def _users_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """One row per known user (aligned with the user vocabulary): the user columns of X,
         without the generated ones (``_augment_users`` rebuilds those from everything known)."""
         vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
-        generated = {HISTORY} | {PROFILE_PREFIX + c for c in self._profile_columns}
+        generated = {HISTORY, BAG} | {PROFILE_PREFIX + c for c in self._profile_columns}
         user_columns = [c for f in self.feature_encoder_.side_features("user")
                         if f.name not in generated for c in f.columns]
         return self._last_rows(X, self.user_col, vocabulary)[user_columns]
@@ -576,7 +599,8 @@ class TwoTowerRetriever(TwoTowerBase):
             sequence_features=sequences + ([HISTORY] if self.user_representation == "sequence" else []),
             embed_user_id=self.user_representation == "id",
             embed_item_id=self.item_id_embedding,
-            extra_user_features=[PROFILE_PREFIX + c for c in self._profile_columns],
+            extra_user_features=[PROFILE_PREFIX + c for c in self._profile_columns]
+            + ([BAG] if self.history_bag_size else []),
         )
         # Rows dropped as negatives (listwise losses) still count as seen at serving time.
         self._fit_catalogue(augmented, seen_rows=all_rows)
@@ -607,8 +631,8 @@ class TwoTowerRetriever(TwoTowerBase):
         self._train(net, arrays, label, seed)
         if self._refits():
             return self._refit_on_all_rows(all_rows, y, sample_weight)
-        if self.early_stopping and self.user_representation != "id":
-            # Serve with everything known: refit the history / profile on all positives.
+        if self.early_stopping and (self.user_representation != "id" or self.history_bag_size):
+            # Serve with everything known: refit the history / profile / bag on all positives.
             self._fit_generators(X, positive)
             self.user_inputs_ = self._user_table(augmented)
         self._fit_item_embeddings()

@@ -9,7 +9,8 @@ import torch
 from sklearn.base import clone
 
 from skdssm import TwoTowerRetriever
-from skdssm._retriever import RetrievalLoss
+from skdssm._features import N_RESERVED, PAD
+from skdssm._retriever import FullRankingRecall, RetrievalLoss
 from skdssm.baselines import PopularityRecommender
 from skdssm.datasets import make_geo_interactions, make_interactions
 from skdssm.metrics import recall_at_k
@@ -58,6 +59,38 @@ def test_early_stopping_tracks_full_ranking_recall(data):
     scores = model.history_[:, "valid_recall_at_10"]
     assert len(scores) < 40 and all(0 <= s <= 1 for s in scores)
     assert np.isfinite(model.history_[:, "valid_loss"]).all()
+
+
+def bag_items(model, codes: np.ndarray) -> list:
+    """Item ids of encoded history-bag rows (padding left out)."""
+    vocabulary = np.asarray(model.feature_encoder_.feature("history_bag").vocabulary)
+    return [set(vocabulary[row[row != PAD] - N_RESERVED]) for row in codes]
+
+
+def test_history_bag_learns_and_serves_each_users_positives(data):
+    train, test = data
+    model = TwoTowerRetriever(history_bag_size=50, random_state=0, **FAST).fit(train)
+    assert recall(model, test) > popularity_recall(train, test) + 0.05
+    # Served bags are every training positive of the user (fewer than 50 here).
+    bags = bag_items(model, model.user_inputs_["user:history_bag"])
+    positives = train.groupby("user_id")["item_id"].apply(set)
+    assert bags == [positives[user] for user in model.user_ids_]
+    # A user unseen in fit gets an empty bag and is still served.
+    assert model.predict_topk([10_000], k=5).shape == (1, 5)
+
+
+def test_history_bag_of_validated_users_never_holds_their_held_out_items(data):
+    train, _ = data
+    model = TwoTowerRetriever(history_bag_size=50, random_state=0,
+                              **dict(FAST, early_stopping=True, max_epochs=2)).fit(train)
+    (scorer,) = [cb.evaluate for _, cb in model.net_.callbacks_ if isinstance(cb, FullRankingRecall)]
+    bags = bag_items(model, scorer.user_inputs["user:history_bag"])
+    held_out = [set(model.item_ids_[row.indices]) for row in scorer.relevant]
+    assert len(bags) == len(held_out) > 0 and all(held_out)
+    assert all(not (bag & items) for bag, items in zip(bags, held_out))
+    # Served bags, rebuilt after training, hold every positive, held-out ones included.
+    served = bag_items(model, model.user_inputs_["user:history_bag"])
+    assert sum(map(len, served)) == len(train)
 
 
 def test_plateau_schedule_follows_the_validation_recall(data, plateau_lrs):
