@@ -73,8 +73,10 @@ def main() -> None:
         model = TwoTowerRetriever(random_state=seed, **params).fit(train)
         seconds = time.perf_counter() - start
         top = model.predict_topk(users, k=50)
-        # With refit=True the served model's history has no validation columns.
-        valid = (model.validation_history_ or model.history_)[:, "valid_recall_at_10"]
+        # With refit=True the served model's history has no validation columns; without early
+        # stopping there are none at all.
+        history = model.validation_history_ or model.history_
+        valid = history[:, "valid_recall_at_10"] if "valid_recall_at_10" in history[-1] else [np.nan]
         print(f"{spec} seed={seed} split={args.split_seed} extra={args.extra}: "
               f"Recall@10 {recall_at_k(test, top, users=users, k=10):.4f} "
               f"Recall@50 {recall_at_k(test, top, users=users, k=50):.4f} "

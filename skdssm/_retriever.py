@@ -280,8 +280,9 @@ class TwoTowerRetriever(TwoTowerBase):
         other positive training items (the most recent n when X has ``time_col``), as in
         SVD++ / FISM: a training row's bag leaves out the row's own item, early stopping builds
         the bags from the rows it trains on only, and the fitted model serves each user with
-        their n most recent positives. Heavy users, whose id embedding alone under-uses their
-        history, gain most (benchmarks/RESULTS.md). Users unseen in fit get an empty bag.
+        their n most recent positives; users unseen in fit get an empty bag. On MovieLens-100K
+        it adds about 0.008 Recall@10 with a fixed epoch budget (``early_stopping=False``) and
+        nothing under early stopping, which stops it sooner (benchmarks/RESULTS.md).
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
         ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
