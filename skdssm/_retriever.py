@@ -281,8 +281,8 @@ class TwoTowerRetriever(TwoTowerBase):
         SVD++ / FISM: a training row's bag leaves out the row's own item, early stopping builds
         the bags from the rows it trains on only, and the fitted model serves each user with
         their n most recent positives; users unseen in fit get an empty bag. On MovieLens-100K
-        it adds about 0.008 Recall@10 with a fixed epoch budget (``early_stopping=False``) and
-        nothing under early stopping, which stops it sooner (benchmarks/RESULTS.md).
+        it gives no robust gain over the id embedding (-0.005 to +0.010 Recall@10 by run;
+        benchmarks/RESULTS.md), so it is off by default.
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
         ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
