@@ -275,14 +275,20 @@ class TwoTowerRetriever(TwoTowerBase):
         profile or history.
     item_id_embedding : bool, default=True
         False makes the item tower content-only, so new items are served from their features.
+    user_id_embedding : bool, default=True
+        False leaves the user id out of the tower (with ``user_representation="id"``; the other
+        representations never embed it): users are then served from their features and history
+        bag only, so a user unseen in fit is served like any other (with an empty bag).
     history_bag_size : int, default=0
         With n > 0, the user tower also gets the mean-pooled embedding of up to n of the user's
         other positive training items (the most recent n when X has ``time_col``), as in
         SVD++ / FISM: a training row's bag leaves out the row's own item, early stopping builds
         the bags from the rows it trains on only, and the fitted model serves each user with
         their n most recent positives; users unseen in fit get an empty bag. On MovieLens-100K
-        it gives no robust gain over the id embedding (-0.005 to +0.010 Recall@10 by run;
-        benchmarks/RESULTS.md), so it is off by default.
+        it gives no robust gain next to the id embedding (-0.005 to +0.010 Recall@10 by run),
+        but in place of it (``user_id_embedding=False``, FISM-style) it is the best single
+        model measured with a fixed epoch budget (benchmarks/RESULTS.md section 4); both are
+        off by default until early stopping picks good epochs for it.
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
         ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
@@ -357,6 +363,7 @@ class TwoTowerRetriever(TwoTowerBase):
         "time_col": [str, Integral, None],
         "user_representation": [StrOptions({"id", "profile", "sequence"})],
         "item_id_embedding": ["boolean"],
+        "user_id_embedding": ["boolean"],
         "history_bag_size": [Interval(Integral, 0, None, closed="left")],
         "rating_transform": [StrOptions({"center"}), callable, None],
         "loss": [StrOptions({"softmax", "infonce", "bpr", "bce"})],
@@ -371,7 +378,8 @@ class TwoTowerRetriever(TwoTowerBase):
 
     def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
                  item_features="auto", sequence_features=None, time_col="timestamp",
-                 user_representation="id", item_id_embedding=True, history_bag_size=0,
+                 user_representation="id", item_id_embedding=True, user_id_embedding=True,
+                 history_bag_size=0,
                  rating_transform=None,
                  embedding_dim=32, hidden_dims=(256, 256, 128), item_hidden_dims=None,
                  activation="relu", batch_norm=False, dropout=0.4, dropout_position="after",
@@ -392,6 +400,7 @@ class TwoTowerRetriever(TwoTowerBase):
         self.time_col = time_col
         self.user_representation = user_representation
         self.item_id_embedding = item_id_embedding
+        self.user_id_embedding = user_id_embedding
         self.history_bag_size = history_bag_size
         self.rating_transform = rating_transform
         self.embedding_dim = embedding_dim
@@ -598,7 +607,7 @@ class TwoTowerRetriever(TwoTowerBase):
         arrays = self._fit_encoder(
             augmented,
             sequence_features=sequences + ([HISTORY] if self.user_representation == "sequence" else []),
-            embed_user_id=self.user_representation == "id",
+            embed_user_id=self.user_representation == "id" and self.user_id_embedding,
             embed_item_id=self.item_id_embedding,
             extra_user_features=[PROFILE_PREFIX + c for c in self._profile_columns]
             + ([BAG] if self.history_bag_size else []),

@@ -79,6 +79,14 @@ def test_history_bag_learns_and_serves_each_users_positives(data):
     assert model.predict_topk([10_000], k=5).shape == (1, 5)
 
 
+def test_user_tower_without_id_learns_from_features_and_bag(data):
+    train, test = data
+    model = TwoTowerRetriever(user_id_embedding=False, history_bag_size=50, random_state=0,
+                              **FAST).fit(train)
+    assert "user_id" not in model.net_.module_.user_tower.categorical_names
+    assert recall(model, test) > popularity_recall(train, test) + 0.05
+
+
 def test_history_bag_of_validated_users_never_holds_their_held_out_items(data):
     train, _ = data
     model = TwoTowerRetriever(history_bag_size=50, random_state=0,
