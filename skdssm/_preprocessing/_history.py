@@ -212,14 +212,19 @@ class HistoryBuilder(FrameTransformer):
         starts = np.where(codes >= 0, self.user_offsets_[codes], 0)
         if self.leave_one_out:
             history = self._other_items(frame, codes, starts)
-            return self._append_columns(frame, history, block_names(self.output_col, self.max_len))
-        ends = self._history_ends(frame, codes)
-        positions = ends[:, None] + np.arange(-self.max_len, 0)
-        visible = positions >= starts[:, None]
-        dtype = block_dtype(self.event_items_.dtype, self.pad_value)
-        history = np.full(positions.shape, self.pad_value, dtype=dtype)
-        history[visible] = self.event_items_[positions[visible]]
+        else:
+            history, _ = self._gather(starts, self._history_ends(frame, codes), self.max_len)
         return self._append_columns(frame, history, block_names(self.output_col, self.max_len))
+
+    def _gather(self, starts: np.ndarray, ends: np.ndarray, width: int):
+        """The ``width`` stored items before each row's end offset, padding first where the user
+        has fewer (a user's items lie in ``[start, end)``), and the mask of real entries."""
+        positions = ends[:, None] + np.arange(-width, 0)
+        visible = positions >= starts[:, None]
+        block = np.full(positions.shape, self.pad_value,
+                        dtype=block_dtype(self.event_items_.dtype, self.pad_value))
+        block[visible] = self.event_items_[positions[visible]]
+        return block, visible
 
     def _other_items(self, frame: pd.DataFrame, codes: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """The most recent ``max_len`` stored items of each row's user other than the row's own.
@@ -229,11 +234,7 @@ class HistoryBuilder(FrameTransformer):
         occurrences of the row's item are then padded too.
         """
         ends = np.where(codes >= 0, self.user_offsets_[codes + 1], 0)
-        positions = ends[:, None] + np.arange(-self.max_len - 1, 0)
-        visible = positions >= starts[:, None]
-        dtype = block_dtype(self.event_items_.dtype, self.pad_value)
-        window = np.full(positions.shape, self.pad_value, dtype=dtype)
-        window[visible] = self.event_items_[positions[visible]]
+        window, visible = self._gather(starts, ends, self.max_len + 1)
         (item,) = self._columns([self.item_col], "item_col")
         if item not in frame.columns:
             return window[:, 1:]
