@@ -42,7 +42,8 @@ def retriever(loss: str, seed: int) -> TwoTowerRetriever:
     return TwoTowerRetriever(user_representation="profile", item_id_embedding=False,
                              rating_transform="center", loss=loss, negative_sampler="uniform",
                              n_negatives=4, hidden_dims=(64, 32), embedding_dim=16,
-                             temperature=0.1, lr=3e-3, max_epochs=40, random_state=seed)
+                             temperature=0.1, lr=3e-3, max_epochs=40, early_stopping=True,
+                             random_state=seed)
 
 
 def scaled(model) -> object:

@@ -68,8 +68,11 @@ def bag_items(model, codes: np.ndarray) -> list:
 
 
 def test_history_bag_learns_and_serves_each_users_positives(data):
+    """The default user tower (user_representation="bag") has no user-id embedding: it is
+    built from the user's features and the bag of their positive items."""
     train, test = data
     model = TwoTowerRetriever(history_bag_size=50, random_state=0, **FAST).fit(train)
+    assert "user_id" not in model.net_.module_.user_tower.categorical_names
     assert recall(model, test) > popularity_recall(train, test) + 0.05
     # Served bags are every training positive of the user (fewer than 50 here).
     bags = bag_items(model, model.user_inputs_["user:history_bag"])
@@ -79,11 +82,21 @@ def test_history_bag_learns_and_serves_each_users_positives(data):
     assert model.predict_topk([10_000], k=5).shape == (1, 5)
 
 
-def test_user_tower_without_id_learns_from_features_and_bag(data):
+def test_history_bag_keeps_the_most_recent_items(data):
+    train, _ = data
+    model = TwoTowerRetriever(history_bag_size=3, random_state=0,
+                              **dict(FAST, max_epochs=1)).fit(train)
+    bags = bag_items(model, model.user_inputs_["user:history_bag"])
+    recent = train.sort_values("timestamp", kind="stable").groupby("user_id")["item_id"].apply(
+        lambda items: set(items.iloc[-3:]))
+    assert bags == [recent[user] for user in model.user_ids_]
+
+
+def test_id_representation_embeds_the_user_id_and_no_bag(data):
     train, test = data
-    model = TwoTowerRetriever(user_id_embedding=False, history_bag_size=50, random_state=0,
-                              **FAST).fit(train)
-    assert "user_id" not in model.net_.module_.user_tower.categorical_names
+    model = TwoTowerRetriever(user_representation="id", random_state=0, **FAST).fit(train)
+    assert "user_id" in model.net_.module_.user_tower.categorical_names
+    assert "user:history_bag" not in model.user_inputs_
     assert recall(model, test) > popularity_recall(train, test) + 0.05
 
 
@@ -288,6 +301,22 @@ def test_one_way_softmax_recovers_the_planted_signal(data, sampler):
     model.fit(train)
     assert recall(model, test) > popularity_recall(train, test) + 0.05
     assert np.isfinite(model.history_[:, "train_loss"]).all()
+
+
+@pytest.mark.parametrize("representation", ["bag", "sequence", "profile", "id"])
+def test_integer_column_names_train_the_same_model(data, representation):
+    """Frames with int column names (as sklearn's checks feed them) are read like named ones,
+    including by the internal history / profile builders."""
+    train, _ = data
+    position = {name: i for i, name in enumerate(train.columns)}
+    params = dict(FAST, max_epochs=2, user_representation=representation, random_state=0)
+    named = TwoTowerRetriever(**params).fit(train)
+    numbered = TwoTowerRetriever(user_col=position["user_id"], item_col=position["item_id"],
+                                 time_col=position["timestamp"], **params)
+    numbered.fit(train.rename(columns=position))
+    users = named.user_ids_[:10]
+    np.testing.assert_array_equal(numbered.predict_topk(users, k=5),
+                                  named.predict_topk(users, k=5))
 
 
 def test_missing_id_column_is_a_value_error_naming_it():
