@@ -52,12 +52,24 @@ def load_split(data_home, split_seed: int = 0, extra=()):
     return train, test, np.sort(test["user_id"].unique())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", nargs="*", default=["{}"],
+def spec_parser(description: str, default_spec: str = "{}") -> argparse.ArgumentParser:
+    """The arguments every MovieLens retriever script shares: specs, data home and split seed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("specs", nargs="*", default=[default_spec],
                         help="JSON objects of parameters that differ from the defaults")
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--split-seed", type=int, default=0)
+    return parser
+
+
+def retriever_from_spec(spec: str) -> TwoTowerRetriever:
+    """A TwoTowerRetriever from a JSON object of parameters (``seed`` sets ``random_state``)."""
+    params = json.loads(spec)
+    return TwoTowerRetriever(random_state=params.pop("seed", 0), **params)
+
+
+def main() -> None:
+    parser = spec_parser(__doc__.splitlines()[0])
     parser.add_argument("--extra", action="append", default=[], choices=["year", "zip_prefix"],
                         help="a derived feature added to every run (repeat for both)")
     parser.add_argument("--average", action="store_true",
@@ -67,10 +79,10 @@ def main() -> None:
     train, test, users = load_split(args.data_home, args.split_seed, args.extra)
     user_parts, item_parts = [], []
     for n_runs, spec in enumerate(args.specs, start=1):
-        params = json.loads(spec)
-        seed = params.pop("seed", 0)
+        model = retriever_from_spec(spec)
+        seed = model.random_state
         start = time.perf_counter()
-        model = TwoTowerRetriever(random_state=seed, **params).fit(train)
+        model.fit(train)
         seconds = time.perf_counter() - start
         top = model.predict_topk(users, k=50)
         # With refit=True the served model's history has no validation columns; without early
