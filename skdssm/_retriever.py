@@ -37,7 +37,7 @@ BAG = "history_bag"
 PROFILE_PREFIX = "profile_"
 
 
-def _string_named(X: pd.DataFrame, refs: list) -> tuple[pd.DataFrame, list]:
+def _string_named(X: pd.DataFrame, refs=()) -> tuple[pd.DataFrame, list]:
     """X with string column names, and ``refs`` (column names) as they read in it.
 
     The history / profile builders are sklearn transformers, which reject frames whose column
@@ -499,8 +499,8 @@ class TwoTowerRetriever(TwoTowerBase):
         generated user inputs (leakage-free for the training rows)."""
         if self.user_representation == "id":
             return X
-        view, (user_col, item_col, time_col) = _string_named(
-            X, [self.user_col, self.item_col, self.time_col])
+        view, (user_col, item_col, time_col, *profile_columns) = _string_named(
+            X, [self.user_col, self.item_col, self.time_col, *self._profile_columns])
         if self.user_representation == "sequence":
             check_columns(X, [self.time_col], what="X (user_representation='sequence' needs it)")
             self.history_builder_ = HistoryBuilder(
@@ -509,7 +509,7 @@ class TwoTowerRetriever(TwoTowerBase):
             out = self.history_builder_.transform(view)
         elif self.user_representation == "profile":
             self.profile_encoder_ = UserProfileEncoder(
-                [str(c) for c in self._profile_columns], user_col=user_col, prefix=PROFILE_PREFIX)
+                profile_columns, user_col=user_col, prefix=PROFILE_PREFIX)
             own = self.profile_encoder_.fit_transform(view[positive])
             rest = self.profile_encoder_.transform(view[~positive])
             out = pd.concat([own, rest]).loc[X.index]
@@ -526,20 +526,24 @@ class TwoTowerRetriever(TwoTowerBase):
                    "bag": "bag_builder_"}.get(self.user_representation)
         if builder is None:
             return users
-        view, _ = _string_named(users, [])
+        view, _ = _string_named(users)
         return _with_generated(users, view, getattr(self, builder).transform(view))
 
     def _users_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """One row per known user (aligned with the user vocabulary): the user columns of X,
         without the generated ones (``_augment_users`` rebuilds those from everything known)."""
         vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
-        generated = {HISTORY, BAG} | {f"{PROFILE_PREFIX}{c}" for c in self._profile_columns}
+        generated = {HISTORY, BAG, *self._profile_names()}
         user_columns = [c for f in self.feature_encoder_.side_features("user")
                         if f.name not in generated for c in f.columns]
         return self._last_rows(X, self.user_col, vocabulary)[user_columns]
 
     def _user_table(self, X: pd.DataFrame) -> dict:
         return self.feature_encoder_.encode(self._augment_users(self._users_frame(X)), "user")
+
+    def _profile_names(self) -> list:
+        """The user-tower columns the profile encoder writes, one per profile column."""
+        return [f"{PROFILE_PREFIX}{c}" for c in self._profile_columns]
 
     def _find_profile_columns(self, X: pd.DataFrame) -> list:
         probe = FeatureEncoder(self.user_col, self.item_col, self.user_features,
@@ -627,7 +631,7 @@ class TwoTowerRetriever(TwoTowerBase):
             sequence_features=sequences + ([HISTORY] if self.user_representation == "sequence" else []),
             embed_user_id=self.user_representation == "id",
             embed_item_id=self.item_id_embedding,
-            extra_user_features=[f"{PROFILE_PREFIX}{c}" for c in self._profile_columns]
+            extra_user_features=self._profile_names()
             + ([BAG] if self.user_representation == "bag" else []),
         )
         # Rows dropped as negatives (listwise losses) still count as seen at serving time.
