@@ -39,7 +39,7 @@ def plain_loop(module_params: dict, arrays: dict, y: np.ndarray, *, epochs: int,
         order = torch.randperm(n, generator=generator)
         for begin in range(0, n, batch_size):
             index = order[begin:begin + batch_size]
-            logits, _, _ = module(**{k: v[index] for k, v in tensors.items()})
+            logits, *_ = module(**{k: v[index] for k, v in tensors.items()})
             loss = binary_cross_entropy(logits, target[index])
             optimizer.zero_grad()
             loss.backward()

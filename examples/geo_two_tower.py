@@ -41,7 +41,7 @@ METRICS = {"Recall@10": recall_at_k, "Precision@10": precision_at_k,
 def retriever(loss: str, seed: int) -> TwoTowerRetriever:
     return TwoTowerRetriever(user_representation="profile", item_id_embedding=False,
                              rating_transform="center", loss=loss, negative_sampler="uniform",
-                             n_negatives=4, hidden_dims=(64, 32), embedding_dim=16,
+                             hidden_dims=(64, 32), embedding_dim=16,
                              temperature=0.1, lr=3e-3, max_epochs=40, early_stopping=True,
                              random_state=seed)
 

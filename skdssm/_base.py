@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
@@ -31,13 +31,18 @@ INDEX_TUNING_USERS = 2000
 _dims = [list, tuple]
 
 
-def embed(tower, inputs: dict, device) -> np.ndarray:
-    """Run a tower over encoded inputs in evaluation mode, in batches; float32 numpy output."""
+def embed(tower, inputs: dict, device, transform=None) -> np.ndarray:
+    """Run a tower over encoded inputs in evaluation mode, in batches; float32 numpy output.
+
+    ``transform`` (a batch transform, e.g. the users' history gathering) completes each batch.
+    """
     was_training = tower.training
     tower.eval()
     chunks = []
+    loader = BatchLoader(InteractionDataset(inputs), batch_size=EMBED_BATCH_SIZE,
+                         transform=transform)
     with torch.no_grad():
-        for batch, _ in BatchLoader(InteractionDataset(inputs), batch_size=EMBED_BATCH_SIZE):
+        for batch, _ in loader:
             chunks.append(tower({k: v.to(device) for k, v in batch.items()}).float().cpu())
     tower.train(was_training)
     if not chunks:
@@ -85,8 +90,7 @@ class TwoTowerBase(BaseEstimator):
         "mixed_precision": [StrOptions({"bf16", "fp16"}), None],
         "gradient_checkpointing": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
-        "index": [StrOptions({"auto", "hnsw", "exact"})],
-        "index_params": [dict, None],
+        "index": [StrOptions({"auto", "hnsw", "exact"}), HasMethods(["fit", "query"])],
         "random_state": ["random_state"],
     }
 
@@ -132,11 +136,6 @@ class TwoTowerBase(BaseEstimator):
     def _record_input(self, X: pd.DataFrame) -> None:
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-
-    def _augment_users(self, users: pd.DataFrame) -> pd.DataFrame:
-        """Add the user inputs the estimator generates itself (none here; profiles, histories
-        in TwoTowerRetriever) to a frame of user rows."""
-        return users
 
     def _encode_pairs(self, X: pd.DataFrame) -> dict:
         encoder = self.feature_encoder_
@@ -191,8 +190,6 @@ class TwoTowerBase(BaseEstimator):
         known_ids = self.user_ids_ if side == "user" else self.item_ids_
         stored = self.user_inputs_ if side == "user" else self.item_inputs_
         if isinstance(query, pd.DataFrame):
-            if side == "user":
-                query = self._augment_users(query)
             required = self.feature_encoder_.required_columns(side)
             missing = [c for c in required if c not in query.columns]
             if missing:
@@ -263,7 +260,8 @@ class TwoTowerBase(BaseEstimator):
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks + list(self.callbacks or [])
 
-    def _make_net(self, criterion, callbacks: list, seed: int, train_split) -> TwoTowerNet:
+    def _make_net(self, criterion, callbacks: list, seed: int, train_split,
+                  transform=None) -> TwoTowerNet:
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
         return TwoTowerNet(
             module=TwoTowerModule,
@@ -276,6 +274,8 @@ class TwoTowerBase(BaseEstimator):
             iterator_valid=BatchLoader,
             iterator_train__shuffle=True,
             iterator_train__seed=seed,
+            iterator_train__transform=transform,
+            iterator_valid__transform=transform,
             train_split=train_split if self.early_stopping else None,
             callbacks=callbacks,
             device=self._device(),
@@ -316,12 +316,27 @@ class TwoTowerBase(BaseEstimator):
         return derive_seed(self.random_state)
 
     # ----------------------------------------------------------- embeddings
-    def _embed(self, side: str, inputs: dict) -> np.ndarray:
+    def _embed(self, side: str, inputs: dict, transform=None) -> np.ndarray:
         module = self.net_.module_
         tower = module.user_tower if side == "user" else module.item_tower
-        return embed(tower, inputs, self.net_.device)
+        return embed(tower, inputs, self.net_.device, transform)
 
-    def transform_users(self, users) -> np.ndarray:
+    def _user_queries(self, users, history=None):
+        """Tower inputs of the query users, their known-user positions (-1), the batch transform
+        that completes the inputs (None here) and the items of ``history`` per query row."""
+        if history is not None:
+            raise ValueError(f"{type(self).__name__} has no history-based user tower; history= "
+                             "is for TwoTowerRetriever with user_representation 'bag', "
+                             "'sequence' or 'profile'.")
+        inputs, positions = self._inputs_for("user", users)
+        return inputs, positions, None, None
+
+    def _embed_users(self, users, history=None):
+        """Embeddings of the query users, their positions and the ``history`` item matrix."""
+        inputs, positions, transform, extra_seen = self._user_queries(users, history)
+        return self._embed("user", inputs, transform), positions, extra_seen
+
+    def transform_users(self, users, history=None) -> np.ndarray:
         """Embeddings of users, one row per id (or per row of a users frame).
 
         Parameters
@@ -331,6 +346,14 @@ class TwoTowerBase(BaseEstimator):
             unseen id gets the out-of-vocabulary embedding and no features. A DataFrame must hold
             ``user_col`` and every user feature column; its features are used as given, so new
             users are embedded from their features (cold start).
+        history : DataFrame, default=None
+            ``TwoTowerRetriever`` with a history-based user tower (``"bag"``, ``"sequence"``,
+            ``"profile"``): rows of ``user_col``, ``item_col`` (and ``time_col`` when the model
+            was fitted with one) that describe the query users by the items they interacted
+            with (fold-in, as implicit's ``recalculate_user``). For a user unseen in fit it is
+            their history; for a user seen in fit it replaces the stored one. Query users absent
+            from ``history`` keep their stored history; items unknown to the model are ignored
+            with a warning.
 
         Returns
         -------
@@ -338,7 +361,7 @@ class TwoTowerBase(BaseEstimator):
             L2-normalised when ``normalize=True``.
         """
         check_is_fitted(self)
-        return self._embed("user", self._inputs_for("user", users)[0])
+        return self._embed_users(users, history)[0]
 
     def transform_items(self, items=None) -> np.ndarray:
         """Embeddings of items: the fitted catalogue (``items=None``, rows aligned with ``item_ids_``),
@@ -405,20 +428,21 @@ class TwoTowerBase(BaseEstimator):
     def _fit_index(self) -> None:
         """Build ``index_`` over ``item_embeddings_``; an HNSW index is tuned with the embeddings
         of (a sample of) the training users as queries."""
-        params = dict(self.index_params or {})
-        index = make_index(self.index, len(self.item_ids_), **params)
-        if "random_state" in index.get_params() and "random_state" not in params:
+        index = (make_index(self.index, len(self.item_ids_)) if isinstance(self.index, str)
+                 else clone(self.index))
+        if index.get_params().get("random_state", 0) is None:
             index.set_params(random_state=self._seed())
         queries = None
         if hasattr(index, "target_recall"):
             rng = np.random.default_rng(self._seed())
             n_users = len(self.user_ids_)
             rows = rng.choice(n_users, min(n_users, INDEX_TUNING_USERS), replace=False)
-            queries = self._embed("user", {key: value[rows] for key, value in self.user_inputs_.items()})
+            queries = self._embed_users(self.user_ids_[rows])[0]
         self.index_ = index.fit(self.item_embeddings_, queries=queries,
                                 k=min(INDEX_TUNING_K, len(self.item_ids_)))
 
-    def kneighbors(self, users, n_neighbors: int = 10, return_distance: bool = True):
+    def kneighbors(self, users, n_neighbors: int = 10, return_distance: bool = True,
+                   history=None):
         """Nearest catalogue items of each user in embedding space, served by ``index_``.
 
         Follows :meth:`sklearn.neighbors.NearestNeighbors.kneighbors`: rows are queries,
@@ -433,6 +457,8 @@ class TwoTowerBase(BaseEstimator):
             At most the catalogue size.
         return_distance : bool, default=True
             Also return the distances.
+        history : DataFrame, default=None
+            As in :meth:`transform_users`.
 
         Returns
         -------
@@ -444,7 +470,7 @@ class TwoTowerBase(BaseEstimator):
         """
         check_is_fitted(self)
         n_neighbors = self._check_k(n_neighbors, "n_neighbors")
-        queries = self._embed("user", self._inputs_for("user", users)[0])
+        queries = self._embed_users(users, history)[0]
         distances, indices = self.index_.query(queries, n_neighbors)
         return (distances, indices) if return_distance else indices
 
@@ -494,7 +520,7 @@ class TwoTowerBase(BaseEstimator):
         return self
 
     def predict_topk(self, users, k: int = 10, exclude_seen: bool = True,
-                     return_scores: bool = False, fill_value=None):
+                     return_scores: bool = False, fill_value=None, history=None):
         """Ids of the ``k`` best items of the catalogue for each user, best first.
 
         The catalogue (``item_ids_``, including items added by :meth:`index_items`) is ranked
@@ -510,13 +536,16 @@ class TwoTowerBase(BaseEstimator):
         k : int, default=10
             Number of items per user; at most the catalogue size.
         exclude_seen : bool, default=True
-            Leave out the items each user had in the data passed to ``fit``.
+            Leave out the items each user had in the data passed to ``fit``, and the items
+            ``history`` gives them.
         return_scores : bool, default=False
             Also return the scores (the cosine / dot product) of the returned items.
         fill_value : object, default=None
             Users with fewer than ``k`` eligible items (they saw almost the whole catalogue) get
             ``fill_value`` in the remaining slots and a score of ``-inf``; with the default None
             the returned array then has dtype object.
+        history : DataFrame, default=None
+            The query users' interactions, as in :meth:`transform_users`.
 
         Returns
         -------
@@ -525,9 +554,12 @@ class TwoTowerBase(BaseEstimator):
         """
         check_is_fitted(self)
         k = self._check_k(k)
-        inputs, positions = self._inputs_for("user", users)
-        queries = self._embed("user", inputs)
-        exclude = self._exclusions(positions) if exclude_seen else None
+        queries, positions, extra_seen = self._embed_users(users, history)
+        exclude = None
+        if exclude_seen:
+            exclude = self._exclusions(positions)
+            if extra_seen is not None:
+                exclude = exclude + extra_seen.astype(np.float32)
         distances, index = self.index_.query(queries, k, exclude=exclude)
         scores = np.where(index >= 0, 1.0 - distances, -np.inf).astype(np.float32)
         ids = self.item_ids_[np.maximum(index, 0)]

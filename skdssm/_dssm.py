@@ -34,7 +34,7 @@ class PairLoss(nn.Module):
         self.item_key = item_key
 
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
-        logits, user, item = y_pred
+        logits, user, item, _ = y_pred
         weight = X.get(SAMPLE_WEIGHT)
         rows = torch.nonzero(y_true > 0.5).squeeze(1)
         if self.loss == "softmax" and len(rows) == 0:
@@ -153,14 +153,14 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     verbose : int, default=0
         ``>= 1`` shows a progress bar and the per-epoch table (loss, valid AUC).
     device : {"cpu", "cuda", "auto"}, default="cpu"
-    index : {"auto", "hnsw", "exact"}, default="auto"
+    index : {"auto", "hnsw", "exact"} or index object, default="auto"
         Nearest-neighbour index built over the item embeddings after fit, which serves
         ``predict_topk`` and ``kneighbors`` (:mod:`skdssm.neighbors`). ``"auto"`` uses exact
         search below ``skdssm.neighbors.EXACT_CROSSOVER`` items (measured) and HNSW from there on.
-    index_params : dict, default=None
-        Constructor parameters of the index (e.g. ``{"M": 32, "target_recall": 0.995}`` for
-        :class:`~skdssm.neighbors.HNSWIndex`). HNSW's ``ef_search`` is tuned on the embeddings of
-        the training users unless given; its ``random_state`` defaults to this estimator's.
+        An object such as ``HNSWIndex(M=32, target_recall=0.995)`` configures the index (its
+        parameters grid-search as ``index__M``); the fitted copy is ``index_``. HNSW's
+        ``ef_search`` is tuned on the embeddings of the training users unless given; its
+        ``random_state`` defaults to this estimator's.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
         identical predictions.
@@ -216,7 +216,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
-                 index="auto", index_params=None, random_state=None):
+                 index="auto", random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -255,7 +255,6 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self.verbose = verbose
         self.device = device
         self.index = index
-        self.index_params = index_params
         self.random_state = random_state
 
     def _check_y(self, X: pd.DataFrame, y) -> np.ndarray:

@@ -24,6 +24,24 @@ from ._utils import check_columns
 
 PAD, OOV = 0, 1
 N_RESERVED = 2
+
+# Batch keys beside the encoded features ("<side>:<feature>", "<side>:dense"). Inputs that the
+# retriever generates from the users' histories:
+HISTORY = "history"  # behaviour sequence, a padded block of item codes
+HISTORY_BAG = "history_bag"  # bag of items, flat item codes ...
+OFFSETS = ":offsets"  # ... with the start of each row's bag under "<key>:offsets"
+PROFILE = "profile"  # mean content features of the user's items (float)
+# Per-row bookkeeping read by the batch transforms and the loss, never by a tower:
+USER_POSITION = "meta:user"  # position in the user vocabulary (-1: unknown)
+ITEM_POSITION = "meta:item"  # position in the catalogue (-1: none)
+HISTORY_END = "meta:history_end"  # one past the row's last visible history event
+LEAVE_ONE_OUT = "meta:leave_one_out"  # the row's own item leaves its profile
+# Added by the negative-sampling transform (training and validation batches):
+CANDIDATES = "candidates"  # item-tower inputs of the sampled items (a nested dict)
+CANDIDATE_POSITION = "meta:candidate_item"  # their catalogue positions, (S,)
+CANDIDATE_LOG_Q = "meta:candidate_log_q"  # log q of every candidate column, (B + S,)
+KNOWN_POSITIVE = "meta:known_positive"  # (B, B + S): candidate is a known positive of the row
+USER_LOG_Q = "meta:user_log_q"  # log q of each row's user (symmetric softmax), (B,)
 BLOCK_PATTERN = re.compile(r"^(?P<base>.+)\[(?P<pos>\d+)\]$")
 KINDS = ("categorical", "dense", "multi", "sequence")
 
@@ -55,6 +73,7 @@ class TowerSchema:
     multi: dict = field(default_factory=dict)  # name -> cardinality
     sequence: dict = field(default_factory=dict)  # name -> (cardinality, max_len)
     n_dense: int = 0
+    n_profile: int = 0  # generated profile features, fed to the dense branch after n_dense
     ids: tuple = ()  # names of the id features (subject to id dropout)
 
 

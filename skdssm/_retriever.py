@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,219 +11,114 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight
+from sklearn.base import clone
 from skorch.callbacks import Callback
 from torch import nn
 
 from ._base import TwoTowerBase, embed, exact_topk
-from ._features import N_RESERVED, FeatureEncoder
-from ._skorch import SAMPLE_WEIGHT, FixedSplit
-from ._utils import check_columns, check_dataframe, check_generator
-from .losses import (
-    binary_cross_entropy,
-    bpr_loss,
-    infonce_loss,
-    logq_correction,
-    mask_logits,
-    remove_accidental_hits,
-    sampled_softmax_loss,
-    split_logits,
+from ._features import (
+    CANDIDATE_LOG_Q,
+    CANDIDATE_POSITION,
+    HISTORY,
+    HISTORY_BAG,
+    HISTORY_END,
+    ITEM_POSITION,
+    KNOWN_POSITIVE,
+    LEAVE_ONE_OUT,
+    N_RESERVED,
+    USER_LOG_Q,
+    USER_POSITION,
+    FeatureEncoder,
 )
+from ._history import UserHistories, UserInputs, UserProfiles
+from ._preprocessing._history import _time_values
+from ._skorch import SAMPLE_WEIGHT, Compose, DrawCandidates, FixedSplit
+from ._utils import check_columns, check_dataframe, check_generator
+from .losses import bce_loss, bpr_loss, infonce_loss, retrieval_softmax_loss, split_logits
 from .metrics import recall_at_k
 from .model_selection import user_holdout_rows
-from .preprocessing import HistoryBuilder, UserProfileEncoder
-from .sampling import SAMPLERS, make_sampler
+from .sampling import SAMPLERS, NegativeSampler, make_sampler
 
-HISTORY = "history"
-BAG = "history_bag"
-PROFILE_PREFIX = "profile_"
+class RetrievalCriterion(nn.Module):
+    """Criterion of :class:`TwoTowerRetriever`: scores each positive against its negatives.
 
+    The module has embedded the batch's users, its positive items and the sampled candidates
+    (the batch loader drew them, with their log q and the known-positive mask: see
+    :class:`~skdssm._skorch.DrawCandidates`); this turns embeddings into the model's scores and
+    hands scores, log q and ids to the loss functions of :mod:`skdssm.losses`.
 
-def _string_named(X: pd.DataFrame, refs=()) -> tuple[pd.DataFrame, list]:
-    """X with string column names, and ``refs`` (column names) as they read in it.
-
-    The history / profile builders are sklearn transformers, which reject frames whose column
-    names mix ints and strings and treat int-only names as positions; the estimator accepts
-    any hashable names, so it hands them string-named views (X itself when already so).
-    """
-    if all(isinstance(c, str) for c in X.columns):
-        return X, list(refs)
-    return X.set_axis(X.columns.map(str), axis=1), [None if r is None else str(r) for r in refs]
-
-
-def _with_generated(X: pd.DataFrame, view: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
-    """X plus the columns a builder added to its string-named ``view`` of X."""
-    if view is X:
-        return out
-    new = out.columns.difference(view.columns, sort=False)
-    return pd.concat([X, out[new]], axis=1)
-
-
-class RetrievalLoss(nn.Module):
-    """Criterion of :class:`TwoTowerRetriever`: scores each positive against negatives.
-
-    Negatives are the other positives of the batch (samplers ``"in_batch"`` and ``"mixed"``)
-    and/or items drawn by the sampler, embedded by the item tower from the catalogue's inputs.
-
-    - ``"softmax"``: every candidate column (batch items, then the draws of every row pooled
-      as shared extra columns) competes with the row's positive; logits are corrected by the log
-      of each candidate's sampling probability (logQ), accidental hits (the row's own item in
-      another column) and the user's other known positives are masked. With ``symmetric=True``
-      the item-to-user direction is added: each batch item must also pick its own user out of
-      the batch's users (logQ-corrected by user frequency; the same user in another column and
+    - ``"softmax"``: every candidate column (the batch's items, then every draw) competes with
+      the row's positive (:func:`~skdssm.losses.retrieval_softmax_loss`). With ``symmetric``
+      the item-to-user direction is added: each batch item must pick its own user out of the
+      batch's users (logQ-corrected by user frequency; the same user in another column and
       users who know the item as a positive are masked), as in CLIP's symmetric loss.
     - ``"infonce"``, ``"bpr"``, ``"bce"``: each positive against its own negatives (its draws,
-      and/or the other batch items); ``"bce"`` also takes explicit negatives (rows labelled 0).
+      and the other batch items when ``in_batch``); ``"bce"`` also takes explicit negatives
+      (rows labelled 0).
     """
 
-    def __init__(self, loss="softmax", sampler=None, catalogue=None, logq_correction=True,
-                 user_key="user:user_id", item_key="item:item_id", symmetric=False):
+    def __init__(self, loss="softmax", symmetric=False, in_batch=True):
         super().__init__()
         self.loss = loss
-        self.sampler = sampler
-        self.catalogue = catalogue
-        self.logq_correction = logq_correction
-        self.user_key = user_key
-        self.item_key = item_key
         self.symmetric = symmetric
-        self._log_q = {}
-
-    def _embed_candidates(self, module, positions: np.ndarray) -> torch.Tensor:
-        device = next(module.parameters()).device
-        flat = torch.as_tensor(positions.reshape(-1))
-        inputs = {key: value[flat].to(device) for key, value in self.catalogue.items()}
-        return module.item_tower(inputs).view(*positions.shape, -1)
-
-    def _cached_log_q(self, key, compute, device) -> torch.Tensor:
-        """``compute()`` (a log q array) as a float tensor, cached under ``key``.
-
-        Items or users absent from the training rows (e.g. only in the validation rows) have
-        log q = -inf; they get the rarest training entry's value so validation losses stay
-        finite.
-        """
-        if key not in self._log_q:
-            log_q = compute()
-            finite = np.isfinite(log_q)
-            log_q = np.where(finite, log_q, log_q[finite].min())
-            self._log_q[key] = torch.as_tensor(log_q, dtype=torch.float32, device=device)
-        return self._log_q[key]
+        self.in_batch = in_batch
 
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
-        _, user, item = y_pred
-        weight = X.get(SAMPLE_WEIGHT)
-        items = X[self.item_key] - N_RESERVED
-        users = X[self.user_key] - N_RESERVED
-        users_np = users.cpu().numpy()
-        items_np = items.cpu().numpy()
-        draws = self.sampler.sample(users_np, items_np)
-        drawn = self._embed_candidates(module, draws) if draws.size else None
-        if self.loss == "softmax":
-            member_loss = self._softmax(users, items, users_np, draws, weight)
-        else:
-            member_loss = self._pairwise(items, users_np, items_np, y_true, weight)
+        _, user, item, drawn = y_pred
         # Ensemble members (module.ensemble_size > 1) each learn from their own loss.
-        drawn_members = module.members(drawn) if drawn is not None else [None] * module.ensemble_size
-        losses = [member_loss(module, *embeddings) for embeddings in
+        drawn_members = (module.members(drawn) if drawn is not None and len(drawn)
+                         else [None] * module.ensemble_size)
+        losses = [self._member_loss(module, *embeddings, X, y_true) for embeddings in
                   zip(module.members(user), module.members(item), drawn_members)]
         return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
-    def _known_mask(self, users_np, candidate_items_np, device):
-        if not self.sampler.exclude_known_positives:
-            return None
-        return torch.as_tensor(self.sampler.known_positive_mask(users_np, candidate_items_np),
-                               device=device)
+    def _member_loss(self, module, user, item, drawn, X, y_true) -> torch.Tensor:
+        if self.loss == "softmax":
+            return self._softmax(module, user, item, drawn, X)
+        return self._pairwise(module, user, item, drawn, X, y_true)
 
-    def _softmax(self, users, items, users_np, draws, weight):
-        """The sampled softmax of one ensemble member, as a function ``loss(module, user, item,
-        drawn)`` of its embeddings; what depends only on ids (logQ, masks) is computed once."""
-        device = items.device
-        columns = torch.arange(len(items), device=device)
-        candidate_items = items
-        if draws.size:
-            candidate_items = torch.cat([items, torch.as_tensor(draws.reshape(-1), device=device)])
-        log_q = user_log_q = None
-        if self.logq_correction:
-            n_batch, n_sampled = len(items), draws.size
-            log_q = self._cached_log_q((n_batch, n_sampled),
-                                       lambda: self.sampler.mixture_log_q(n_batch, n_sampled),
-                                       device)[candidate_items]
-            if self.symmetric:
-                user_log_q = self._cached_log_q("users", lambda: self.sampler.batch_user_log_q_,
-                                                device)[users]
-        known = self._known_mask(users_np, candidate_items.cpu().numpy(), device)
+    def _softmax(self, module, user, item, drawn, X) -> torch.Tensor:
+        weight, items, known = X.get(SAMPLE_WEIGHT), X[ITEM_POSITION], X.get(KNOWN_POSITIVE)
+        candidates, candidate_ids = item, items
+        if drawn is not None:
+            candidates = torch.cat([item, drawn])
+            candidate_ids = torch.cat([items, X[CANDIDATE_POSITION]])
+        total = retrieval_softmax_loss(
+            module.score_matrix(user, candidates), items, candidate_ids,
+            log_q=X.get(CANDIDATE_LOG_Q), known_mask=known, weight=weight)
+        if self.symmetric:
+            users = X[USER_POSITION]
+            total = total + retrieval_softmax_loss(
+                module.score_matrix(item, user), users, users, log_q=X.get(USER_LOG_Q),
+                known_mask=None if known is None else known[:, : len(users)].T, weight=weight)
+        return total
 
-        def loss(module, user, item, drawn):
-            candidates = item if drawn is None else torch.cat([item, drawn.flatten(0, -2)])
-            logits = module.score_matrix(user, candidates)
-            if log_q is not None:
-                logits = logq_correction(logits, log_q)
-            logits = remove_accidental_hits(logits, items, candidate_items, columns)
-            if known is not None:
-                logits = mask_logits(logits, known, columns)
-            total = sampled_softmax_loss(logits, columns, weight)
-            if self.symmetric:
-                total = total + self._item_to_user(module, user, item, users, user_log_q, known,
-                                                   weight)
-            return total
-
-        return loss
-
-    def _item_to_user(self, module, user, item, users, user_log_q, known, weight):
-        """Each batch item against the batch's users: the second half of the symmetric softmax.
-
-        ``user_log_q`` is the log frequency of each batch user (None without logQ correction);
-        ``known`` is the (users, candidates) known-positive mask of the user-to-item half (or
-        None), whose first B columns are the batch items.
-        """
-        columns = torch.arange(len(users), device=item.device)
-        logits = module.score_matrix(item, user)  # rows: batch items, columns: batch users
-        if user_log_q is not None:
-            logits = logq_correction(logits, user_log_q)
-        logits = remove_accidental_hits(logits, users, users, columns)
-        if known is not None:
-            logits = mask_logits(logits, known[:, : len(users)].T, columns)
-        return sampled_softmax_loss(logits, columns, weight)
-
-    def _pairwise(self, items, users_np, items_np, y_true, weight):
-        """The ``"infonce"`` / ``"bpr"`` / ``"bce"`` loss of one ensemble member, as a function
-        ``loss(module, user, item, drawn)`` of its embeddings; the masks are computed once."""
-        batch_mask = None
-        if self.sampler.uses_batch_negatives:
-            columns = torch.arange(len(items), device=items.device)
+    def _pairwise(self, module, user, item, drawn, X, y_true) -> torch.Tensor:
+        weight = X.get(SAMPLE_WEIGHT)
+        negatives, masks = [], []
+        if self.in_batch:
+            items = X[ITEM_POSITION]
             batch_mask = items[:, None] == items[None, :]
-            known = self._known_mask(users_np, items_np, items.device)
-            if known is not None:
-                batch_mask = batch_mask | known
-
-        def loss(module, user, item, drawn):
-            negatives, masks = [], []
-            if batch_mask is not None:
-                positive, in_batch, in_batch_mask = split_logits(
-                    module.score_matrix(user, item), columns, batch_mask)
-                negatives.append(in_batch)
-                masks.append(in_batch_mask)
-            else:
-                positive = module.score(user, item)
-            if drawn is not None:
-                scores = module.score_matrix(user, drawn)
-                negatives.append(scores)
-                masks.append(torch.zeros_like(scores, dtype=torch.bool))
-            negatives, negative_mask = torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
-            if self.loss == "infonce":
-                return infonce_loss(positive, negatives, negative_mask, weight)
-            if self.loss == "bpr":
-                return bpr_loss(positive, negatives, negative_mask, weight)
-            # bce: own pairs with their labels (explicit negatives are 0), plus the sampled
-            # negatives of the positive rows.
-            is_positive = (y_true > 0.5)[:, None]
-            negative_weight = (~negative_mask & is_positive).to(positive.dtype).reshape(-1)
-            own_weight = weight if weight is not None else torch.ones_like(positive)
-            return binary_cross_entropy(
-                torch.cat([positive, negatives.reshape(-1)]),
-                torch.cat([y_true.to(positive.dtype), torch.zeros_like(negative_weight)]),
-                torch.cat([own_weight.to(positive.dtype), negative_weight]),
-            )
-
-        return loss
+            if KNOWN_POSITIVE in X:
+                batch_mask = batch_mask | X[KNOWN_POSITIVE]
+            positive, in_batch, in_batch_mask = split_logits(
+                module.score_matrix(user, item), mask=batch_mask)
+            negatives.append(in_batch)
+            masks.append(in_batch_mask)
+        else:
+            positive = module.score(user, item)
+        if drawn is not None:
+            scores = module.score_matrix(user, drawn.view(len(user), -1, drawn.shape[-1]))
+            negatives.append(scores)
+            masks.append(torch.zeros_like(scores, dtype=torch.bool))
+        negatives, negative_mask = torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
+        if self.loss == "infonce":
+            return infonce_loss(positive, negatives, negative_mask, weight)
+        if self.loss == "bpr":
+            return bpr_loss(positive, negatives, negative_mask, weight)
+        # bce: own pairs with their labels (explicit negatives are 0), plus the sampled
+        # negatives of the positive rows.
+        return bce_loss(positive, negatives, negative_mask, weight, labels=y_true)
 
 
 class HeldOutRecall:
@@ -234,17 +130,18 @@ class HeldOutRecall:
     """
 
     def __init__(self, user_inputs: dict, item_inputs: dict, relevant: sp.csr_matrix,
-                 seen: sp.csr_matrix, k: int, device):
+                 seen: sp.csr_matrix, k: int, device, transform=None):
         self.user_inputs = user_inputs
         self.item_inputs = item_inputs
         self.relevant = relevant
         self.seen = seen
         self.k = k
         self.device = device
+        self.transform = transform
 
     def __call__(self, module) -> float:
         items = embed(module.item_tower, self.item_inputs, self.device)
-        queries = embed(module.user_tower, self.user_inputs, self.device)
+        queries = embed(module.user_tower, self.user_inputs, self.device, self.transform)
         _, top = exact_topk(queries, items, self.k, exclude=self.seen)
         return recall_at_k(self.relevant, top, k=self.k)
 
@@ -313,15 +210,16 @@ class TwoTowerRetriever(TwoTowerBase):
         ``"softmax"``: in-batch sampled softmax with logQ correction and masking of accidental
         hits. ``"infonce"`` (design 5), ``"bpr"``, ``"bce"`` (design 4): each positive against
         its own negatives.
-    negative_sampler : {"in_batch", "uniform", "popularity", "log_uniform", "mixed"}, default="in_batch"
-        Where negatives come from (see :mod:`skdssm.sampling`). ``"in_batch"`` and ``"mixed"`` use
-        the other positives of the batch; the others draw ``n_negatives`` items per positive.
-    n_negatives : int, default=4
-        Draws per positive (1:4 as in design 5); unused by ``"in_batch"``.
-    popularity_alpha : float, default=0.75
-        Exponent of the ``"popularity"`` sampler (count ** alpha).
-    exclude_known_positives : bool, default=True
-        Never use a user's own training positives as their negatives.
+    negative_sampler : str or NegativeSampler, default="in_batch"
+        Where negatives come from (see :mod:`skdssm.sampling`): a sampler object such as
+        ``PopularitySampler(alpha=0.75, n_negatives=4)``, whose parameters grid-search as
+        ``negative_sampler__alpha``, or the name of one with its defaults (``"in_batch"``,
+        ``"uniform"``, ``"popularity"``, ``"log_uniform"``, ``"mixed"``). ``"in_batch"`` and
+        ``"mixed"`` use the other positives of the batch; the others draw ``n_negatives`` items
+        per positive (4 by default, 1:4 as in design 5). Every sampler leaves out the user's
+        known positives unless built with ``exclude_known_positives=False``. The batch loader
+        draws the negatives; the fitted copy is ``sampler_`` (seeded by ``random_state`` when
+        its own ``random_state`` is None).
     logq_correction : bool, default=True
         Subtract the log sampling probability of each candidate from its logit (``"softmax"``).
     symmetric : bool, default=True
@@ -336,7 +234,7 @@ class TwoTowerRetriever(TwoTowerBase):
     dropout_position, init, activate_output, normalize, temperature, ensemble_size, n_heads,
     n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
     weight_decay, refit, lr_schedule, callbacks, id_dropout, mixed_precision,
-    gradient_checkpointing, verbose, device, index, index_params, random_state
+    gradient_checkpointing, verbose, device, index, random_state
         As in :class:`DSSMRecommender`, with retrieval defaults: ReLU ``hidden_dims=(256, 256,
         128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``, ``lr=3e-3``,
         ``optimizer="adamw"`` with ``weight_decay=0.01`` (design 5), ``max_epochs=50``. They were
@@ -385,10 +283,7 @@ class TwoTowerRetriever(TwoTowerBase):
         "history_bag_size": [Interval(Integral, 1, None, closed="left")],
         "rating_transform": [StrOptions({"center"}), callable, None],
         "loss": [StrOptions({"softmax", "infonce", "bpr", "bce"})],
-        "negative_sampler": [StrOptions(set(SAMPLERS))],
-        "n_negatives": [Interval(Integral, 1, None, closed="left")],
-        "popularity_alpha": [Interval(Real, 0, None, closed="left")],
-        "exclude_known_positives": ["boolean"],
+        "negative_sampler": [StrOptions(set(SAMPLERS)), NegativeSampler],
         "logq_correction": ["boolean"],
         "symmetric": ["boolean"],
         "eval_k": [Interval(Integral, 1, None, closed="left")],
@@ -402,13 +297,13 @@ class TwoTowerRetriever(TwoTowerBase):
                  activation="relu", batch_norm=False, dropout=0.4, dropout_position="after",
                  init="default", activate_output=False, normalize=True, temperature=0.1,
                  ensemble_size=1, n_heads=2, n_attention_layers=1, max_sequence_length=50,
-                 loss="softmax", negative_sampler="in_batch", n_negatives=4, popularity_alpha=0.75,
-                 exclude_known_positives=True, logq_correction=True, symmetric=True, eval_k=10,
+                 loss="softmax", negative_sampler="in_batch", logq_correction=True, symmetric=True,
+                 eval_k=10,
                  max_epochs=50, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=False, validation_fraction=0.05, n_iter_no_change=10,
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
-                 index="auto", index_params=None, random_state=None):
+                 index="auto", random_state=None):
         self.user_col = user_col
         self.item_col = item_col
         self.user_features = user_features
@@ -436,9 +331,6 @@ class TwoTowerRetriever(TwoTowerBase):
         self.max_sequence_length = max_sequence_length
         self.loss = loss
         self.negative_sampler = negative_sampler
-        self.n_negatives = n_negatives
-        self.popularity_alpha = popularity_alpha
-        self.exclude_known_positives = exclude_known_positives
         self.logq_correction = logq_correction
         self.symmetric = symmetric
         self.eval_k = eval_k
@@ -459,7 +351,6 @@ class TwoTowerRetriever(TwoTowerBase):
         self.verbose = verbose
         self.device = device
         self.index = index
-        self.index_params = index_params
         self.random_state = random_state
 
     # ------------------------------------------------------------ targets
@@ -487,63 +378,22 @@ class TwoTowerRetriever(TwoTowerBase):
             weights = sample_weight if weights is None else weights * sample_weight
         return weights
 
-    # ----------------------------------------------------- generated inputs
+    # ---------------------------------------------------------- histories
     def _features_frame(self, X: pd.DataFrame) -> pd.DataFrame:
-        """X without the time column (it builds histories but is never a feature)."""
+        """X without the time column (it orders histories but is never a feature)."""
         if self.time_col is not None and self.time_col in X.columns:
             return X.drop(columns=self.time_col)
         return X
 
-    def _fit_generators(self, X: pd.DataFrame, positive: np.ndarray) -> pd.DataFrame:
-        """Fit the history / profile / bag builders on the positive rows; return X with the
-        generated user inputs (leakage-free for the training rows)."""
-        if self.user_representation == "id":
-            return X
-        view, (user_col, item_col, time_col, *profile_columns) = _string_named(
-            X, [self.user_col, self.item_col, self.time_col, *self._profile_columns])
-        if self.user_representation == "sequence":
-            check_columns(X, [self.time_col], what="X (user_representation='sequence' needs it)")
-            self.history_builder_ = HistoryBuilder(
-                user_col, item_col, time_col, max_len=self.max_sequence_length,
-                output_col=HISTORY).fit(view[positive])
-            out = self.history_builder_.transform(view)
-        elif self.user_representation == "profile":
-            self.profile_encoder_ = UserProfileEncoder(
-                profile_columns, user_col=user_col, prefix=PROFILE_PREFIX)
-            own = self.profile_encoder_.fit_transform(view[positive])
-            rest = self.profile_encoder_.transform(view[~positive])
-            out = pd.concat([own, rest]).loc[X.index]
-        else:
-            self.bag_builder_ = HistoryBuilder(
-                user_col, item_col, time_col if time_col in view.columns else None,
-                max_len=self.history_bag_size, output_col=BAG, leave_one_out=True,
-            ).fit(view[positive])
-            out = self.bag_builder_.transform(view)
-        return _with_generated(X, view, out)
-
-    def _augment_users(self, users: pd.DataFrame) -> pd.DataFrame:
-        builder = {"sequence": "history_builder_", "profile": "profile_encoder_",
-                   "bag": "bag_builder_"}.get(self.user_representation)
-        if builder is None:
-            return users
-        view, _ = _string_named(users)
-        return _with_generated(users, view, getattr(self, builder).transform(view))
-
-    def _users_frame(self, X: pd.DataFrame) -> pd.DataFrame:
-        """One row per known user (aligned with the user vocabulary): the user columns of X,
-        without the generated ones (``_augment_users`` rebuilds those from everything known)."""
-        vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
-        generated = {HISTORY, BAG, *self._profile_names()}
-        user_columns = [c for f in self.feature_encoder_.side_features("user")
-                        if f.name not in generated for c in f.columns]
-        return self._last_rows(X, self.user_col, vocabulary)[user_columns]
-
-    def _user_table(self, X: pd.DataFrame) -> dict:
-        return self.feature_encoder_.encode(self._augment_users(self._users_frame(X)), "user")
-
-    def _profile_names(self) -> list:
-        """The user-tower columns the profile encoder writes, one per profile column."""
-        return [f"{PROFILE_PREFIX}{c}" for c in self._profile_columns]
+    def _times(self, X: pd.DataFrame, what: str = "X") -> np.ndarray | None:
+        """Event times of X's rows, or None when X has no time column (histories then keep
+        the order of the rows)."""
+        if self.time_col is None or self.time_col not in X.columns:
+            if self.user_representation == "sequence":
+                check_columns(X, [self.time_col],
+                              what=f"{what} (user_representation='sequence' needs it)")
+            return None
+        return _time_values(X[self.time_col], self.time_col)
 
     def _find_profile_columns(self, X: pd.DataFrame) -> list:
         probe = FeatureEncoder(self.user_col, self.item_col, self.user_features,
@@ -558,16 +408,92 @@ class TwoTowerRetriever(TwoTowerBase):
             )
         return columns
 
-    def _make_sampler(self, seed: int):
-        params = {"exclude_known_positives": self.exclude_known_positives, "random_state": seed}
-        if self.negative_sampler != "in_batch":
-            params["n_negatives"] = self.n_negatives
-        if self.negative_sampler == "popularity":
-            params["popularity_alpha"] = self.popularity_alpha
-        return make_sampler(self.negative_sampler, **params)
+    def _user_inputs(self, histories: UserHistories,
+                     profiles: UserProfiles | None = None) -> UserInputs | None:
+        """The batch transform that gathers the users' generated inputs from ``histories``
+        (``profiles``: their profile sums; by default computed from ``histories``)."""
+        if self.user_representation == "id":
+            return None
+        if self.user_representation == "profile" and profiles is None:
+            profiles = UserProfiles.of(histories, self.profiles_)
+        return UserInputs(self.user_representation, histories, bag_size=self.history_bag_size,
+                          sequence_length=self.max_sequence_length, profiles=profiles)
 
-    def _validation_scorer(self, augmented, user_pos, item_pos, positive, train_rows, valid_rows):
+    def _module_params(self) -> dict:
+        params = super()._module_params()
+        schema = params["user_schema"]
+        n_codes = len(self.item_ids_) + N_RESERVED
+        if self.user_representation == "bag":
+            schema.multi[HISTORY_BAG] = n_codes
+        elif self.user_representation == "sequence":
+            schema.sequence[HISTORY] = (n_codes, self.max_sequence_length)
+        elif self.user_representation == "profile":
+            schema.n_profile = len(self._profile_columns)
+        return params
+
+    def _make_sampler(self, seed: int) -> NegativeSampler:
+        if isinstance(self.negative_sampler, str):
+            return make_sampler(self.negative_sampler, random_state=seed)
+        sampler = clone(self.negative_sampler)
+        if sampler.get_params().get("random_state", 0) is None:
+            sampler.set_params(random_state=seed)
+        return sampler
+
+    def _query_histories(self, users, positions: np.ndarray, history) -> tuple:
+        """Histories of the query rows (the stored ones, or those ``history`` gives) and the
+        users x items matrix of the ``history`` items (None without one)."""
+        if history is None:
+            return self.histories_.take(positions), None
+        if self.user_representation == "id":
+            raise ValueError("history= describes users by their items, but "
+                             "user_representation='id' embeds user ids; fit with 'bag', "
+                             "'sequence' or 'profile' to serve users from their history.")
+        history = check_dataframe(history, what="history")
+        check_columns(history, [self.user_col, self.item_col], what="history")
+        times = self._times(history, what="history")
+        if times is None and self.histories_.times is not None and len(history):
+            raise ValueError(f"history has no column {self.time_col!r}; the model orders "
+                             "histories by time, so pass each event's time.")
+        ids = users[self.user_col] if isinstance(users, pd.DataFrame) else pd.Series(
+            np.asarray(users, dtype=object))
+        query_codes, query_users = pd.factorize(ids.to_numpy(dtype=object))
+        rows = pd.Index(query_users).get_indexer(pd.Index(history[self.user_col].to_numpy(dtype=object)))
+        items = pd.Index(self.item_ids_).get_indexer(pd.Index(history[self.item_col].to_numpy(dtype=object)))
+        unknown = (rows >= 0) & (items < 0)
+        if unknown.any():
+            warnings.warn(f"{int(unknown.sum())} history row(s) name items unknown to the model "
+                          f"(first: {history[self.item_col].to_numpy()[unknown][0]!r}); they are "
+                          "ignored.", UserWarning, stacklevel=3)
+        given = np.zeros(len(query_users), dtype=bool)
+        given[rows[rows >= 0]] = True
+        keep = (rows >= 0) & (items >= 0)
+        folded = UserHistories.from_events(rows[keep], items[keep], len(query_users),
+                                           None if times is None else times[keep])
+        use_given = given[query_codes]
+        stored = self.histories_.take(np.where(use_given, -1, positions))
+        supplied = folded.take(np.where(use_given, query_codes, -1))
+        row_of = np.concatenate([np.repeat(np.arange(len(positions)), stored.lengths()),
+                                 np.repeat(np.arange(len(positions)), supplied.lengths())])
+        times_of = (None if stored.times is None or (supplied.times is None and len(supplied.items))
+                    else np.concatenate([stored.times, supplied.times if supplied.times is not None
+                                         else stored.times[:0]]))
+        merged = UserHistories.from_events(row_of, np.concatenate([stored.items, supplied.items]),
+                                           len(positions), times_of)
+        return merged, supplied.matrix(len(self.item_ids_)).astype(bool)
+
+    def _user_queries(self, users, history=None):
+        inputs, positions = self._inputs_for("user", users)
+        if self.user_representation == "id":
+            if history is not None:
+                self._query_histories(users, positions, history)
+            return inputs, positions, None, None
+        histories, extra_seen = self._query_histories(users, positions, history)
+        inputs[USER_POSITION] = np.arange(len(positions))
+        return inputs, positions, self._user_inputs(histories), extra_seen
+
+    def _validation_scorer(self, arrays, train_histories, train_rows, valid_rows, positive):
         """Recall@eval_k of the held-out positives, ranking the catalogue minus training items."""
+        user_pos, item_pos = arrays[USER_POSITION], arrays[ITEM_POSITION]
         held_out = valid_rows[positive[valid_rows]]
         users = np.unique(user_pos[held_out])
         n_items = len(self.item_ids_)
@@ -577,9 +503,11 @@ class TwoTowerRetriever(TwoTowerBase):
         seen = sp.csr_matrix(
             (np.ones(len(train_rows)), (user_pos[train_rows], item_pos[train_rows])),
             shape=(len(self.user_ids_), n_items))[users]
-        user_inputs = {key: value[users] for key, value in self._user_table(augmented).items()}
+        user_inputs = {key: value[users] for key, value in self.user_inputs_.items()}
+        user_inputs[USER_POSITION] = users
         return HeldOutRecall(user_inputs, self.item_inputs_, relevant, seen,
-                             min(self.eval_k, n_items), self._device())
+                             min(self.eval_k, n_items), self._device(),
+                             self._user_inputs(train_histories, getattr(self, "profiles_", None)))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y=None, sample_weight=None) -> TwoTowerRetriever:
@@ -612,6 +540,7 @@ class TwoTowerRetriever(TwoTowerBase):
         positive = np.ones(len(X), dtype=bool) if weights is None else weights > 0
         if not positive.any():
             raise ValueError("X has no positive interaction (every weight is <= 0).")
+        times = self._times(X)
         features = self._features_frame(X)
         seed = self._seed()
 
@@ -619,54 +548,64 @@ class TwoTowerRetriever(TwoTowerBase):
         train_rows, valid_rows = (
             user_holdout_rows(user_codes, self.validation_fraction, check_generator(seed))
             if self.early_stopping else (np.arange(len(X)), np.zeros(0, int)))
-        in_train = np.zeros(len(X), dtype=bool)
-        in_train[train_rows] = True
+        fit_rows = positive.copy()
+        fit_rows[valid_rows] = False
 
         self._profile_columns = (self._find_profile_columns(features)
                                  if self.user_representation == "profile" else [])
-        augmented = self._features_frame(self._fit_generators(X, positive & in_train))
-        sequences = list(self.sequence_features or [])
-        arrays = self._fit_encoder(
-            augmented,
-            sequence_features=sequences + ([HISTORY] if self.user_representation == "sequence" else []),
-            embed_user_id=self.user_representation == "id",
-            embed_item_id=self.item_id_embedding,
-            extra_user_features=self._profile_names()
-            + ([BAG] if self.user_representation == "bag" else []),
-        )
+        arrays = self._fit_encoder(features, embed_user_id=self.user_representation == "id",
+                                   embed_item_id=self.item_id_embedding)
         # Rows dropped as negatives (listwise losses) still count as seen at serving time.
-        self._fit_catalogue(augmented, seen_rows=all_rows)
+        self._fit_catalogue(features, seen_rows=self._features_frame(all_rows))
+        user_pos = arrays[f"user:{self.user_col}"] - N_RESERVED
+        item_pos = arrays[f"item:{self.item_col}"] - N_RESERVED
+        arrays[USER_POSITION], arrays[ITEM_POSITION] = user_pos, item_pos
+        n_users, n_items = len(self.user_ids_), len(self.item_ids_)
+
+        def histories_of(rows):
+            return UserHistories.from_events(user_pos[rows], item_pos[rows], n_users,
+                                             None if times is None else times[rows])
+
+        if self.user_representation == "profile":
+            vocabulary = self.feature_encoder_.feature(self.item_col).vocabulary
+            self.profile_item_features_ = self._last_rows(features, self.item_col, vocabulary)[
+                self._profile_columns].to_numpy(dtype=np.float64)
+            arrays[LEAVE_ONE_OUT] = fit_rows
+        self.histories_ = train_histories = histories_of(fit_rows)
+        if self.user_representation == "profile":
+            self.profiles_ = UserProfiles(train_histories, self.profile_item_features_)
+        if self.user_representation == "sequence":
+            arrays[HISTORY_END] = train_histories.ends_before(user_pos, times)
 
         label = positive.astype(np.float32)
         if weights is not None:
             arrays[SAMPLE_WEIGHT] = np.abs(weights).astype(np.float32)
-        user_pos = arrays[f"user:{self.user_col}"] - N_RESERVED
-        item_pos = arrays[f"item:{self.item_col}"] - N_RESERVED
-        fit_rows = positive & in_train
         self.sampler_ = self._make_sampler(seed).fit(
-            user_pos[fit_rows], item_pos[fit_rows], n_items=len(self.item_ids_),
-            n_users=len(self.user_ids_))
+            user_pos[fit_rows], item_pos[fit_rows], n_items=n_items, n_users=n_users)
+        transform = Compose([self._user_inputs(train_histories, getattr(self, "profiles_", None)),
+                             DrawCandidates(
+            self.sampler_, self.item_inputs_, shared_columns=self.loss == "softmax",
+            log_q=self.logq_correction, user_log_q=self.loss == "softmax" and self.symmetric
+            and self.logq_correction)])
 
         callbacks = []
         if self.early_stopping:
             callbacks = [(f"valid_recall_at_{self.eval_k}", FullRankingRecall(
-                self._validation_scorer(augmented, user_pos, item_pos, positive, train_rows,
-                                        valid_rows), f"valid_recall_at_{self.eval_k}"))]
+                self._validation_scorer(arrays, train_histories, train_rows, valid_rows, positive),
+                f"valid_recall_at_{self.eval_k}"))]
         net = self._make_net(
-            RetrievalLoss, self._callbacks(f"valid_recall_at_{self.eval_k}", False, callbacks),
-            seed, FixedSplit(train_rows, valid_rows))
-        net.set_params(
-            criterion__loss=self.loss, criterion__sampler=self.sampler_,
-            criterion__catalogue={k: torch.as_tensor(v) for k, v in self.item_inputs_.items()},
-            criterion__logq_correction=self.logq_correction, criterion__symmetric=self.symmetric,
-            criterion__user_key=f"user:{self.user_col}", criterion__item_key=f"item:{self.item_col}")
+            RetrievalCriterion, self._callbacks(f"valid_recall_at_{self.eval_k}", False, callbacks),
+            seed, FixedSplit(train_rows, valid_rows), transform=transform)
+        net.set_params(criterion__loss=self.loss, criterion__symmetric=self.symmetric,
+                       criterion__in_batch=self.sampler_.uses_batch_negatives)
         self._train(net, arrays, label, seed)
         if self._refits():
             return self._refit_on_all_rows(all_rows, y, sample_weight)
-        if self.early_stopping and self.user_representation != "id":
-            # Serve with everything known: refit the history / profile / bag on all positives.
-            self._fit_generators(X, positive)
-            self.user_inputs_ = self._user_table(augmented)
+        if self.early_stopping:
+            # Serve with everything known: histories of every positive row.
+            self.histories_ = histories_of(positive)
+            if self.user_representation == "profile":
+                self.profiles_ = UserProfiles(self.histories_, self.profile_item_features_)
         self._fit_item_embeddings()
         self._fit_index()
         return self

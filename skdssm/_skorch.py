@@ -18,6 +18,16 @@ from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
+from ._features import (
+    CANDIDATE_LOG_Q,
+    CANDIDATE_POSITION,
+    CANDIDATES,
+    ITEM_POSITION,
+    KNOWN_POSITIVE,
+    USER_LOG_Q,
+    USER_POSITION,
+)
+
 SAMPLE_WEIGHT = "sample_weight"
 
 
@@ -57,15 +67,19 @@ class BatchLoader:
     """Iterate over mini-batches by slicing every tensor at once; seeded shuffling.
 
     Used as skorch's ``iterator_train`` / ``iterator_valid``: skorch calls it with the dataset and
-    ``batch_size`` (plus ``shuffle`` / ``seed`` routed as ``iterator_train__shuffle`` etc.).
+    ``batch_size`` (plus ``shuffle`` / ``seed`` / ``transform`` routed as
+    ``iterator_train__shuffle`` etc.). ``transform(batch) -> batch`` adds what a batch needs beyond
+    its rows (the users' histories, sampled negatives); it runs on the CPU, before skorch moves
+    the batch to the device.
     """
 
     def __init__(self, dataset: InteractionDataset, batch_size: int = 256, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False):
+                 seed: int | None = None, drop_last: bool = False, transform=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.transform = transform
         self.generator = torch.Generator()
         self.generator.manual_seed(0 if seed is None else seed)
 
@@ -78,7 +92,8 @@ class BatchLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
-            yield self.dataset[order[start:start + self.batch_size]]
+            batch, target = self.dataset[order[start:start + self.batch_size]]
+            yield (batch if self.transform is None else self.transform(batch)), target
 
 
 class ValidationSplit:
@@ -173,7 +188,95 @@ class TwoTowerNet(NeuralNet):
         self.grad_scaler_.update()
         return step
 
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch, with the batch size read from the target: a batch also holds
+        inputs that are not one per row (pooled bags, sampled candidates), which skorch's
+        ``get_len`` of the whole batch would reject."""
+        if iterator is None:
+            return
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            self.history.record_batch(prefix + "_loss", step["loss"].item())
+            self.history.record_batch(prefix + "_batch_size", len(batch[1]))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
+
     def forward_logits(self, X) -> np.ndarray:
         """Logits of every row of ``X`` (batched, evaluation mode)."""
         chunks = [out[0] for out in self.forward_iter(X, training=False)]
         return torch.cat(chunks).float().numpy() if chunks else np.zeros(0, dtype=np.float32)
+
+
+class Compose:
+    """Batch transforms applied in order (a picklable ``transform`` for :class:`BatchLoader`)."""
+
+    def __init__(self, transforms):
+        self.transforms = [t for t in transforms if t is not None]
+
+    def __call__(self, batch: dict) -> dict:
+        for transform in self.transforms:
+            batch = transform(batch)
+        return batch
+
+
+class DrawCandidates:
+    """Batch transform: the negatives of each row and what the loss needs to use them.
+
+    The fitted ``sampler`` draws ``n_negatives`` items per row (none for in-batch sampling);
+    their item-tower inputs are gathered from the ``catalogue`` arrays into the batch's
+    :data:`CANDIDATES` dict, so the module embeds them with the positives. With
+    ``shared_columns`` (the sampled softmax) every row competes against all candidate columns
+    (the batch's items, then every draw), and the batch gets the log sampling probability of
+    each column (``log_q``) and, when the sampler excludes known positives, the mask of the
+    columns that are known positives of each row; otherwise (pairwise losses) each row keeps
+    its own draws and the mask covers the in-batch columns. ``user_log_q`` adds the log
+    frequency of each row's user (the item-to-user half of the symmetric softmax). Only ids
+    and probabilities go to the loss, computed here on the CPU.
+    """
+
+    def __init__(self, sampler, catalogue: dict, *, shared_columns: bool, log_q: bool = True,
+                 user_log_q: bool = False):
+        self.sampler = sampler
+        self.catalogue = catalogue
+        self.shared_columns = shared_columns
+        self.log_q = log_q
+        self.user_log_q = user_log_q
+        self._log_q = {}
+
+    def _cached_log_q(self, key, compute) -> np.ndarray:
+        """``compute()`` (a log q array), cached under ``key``. Items or users absent from the
+        training rows (only in validation rows) have log q = -inf; they get the rarest
+        training entry's value so validation losses stay finite."""
+        if key not in self._log_q:
+            log_q = compute()
+            finite = np.isfinite(log_q)
+            self._log_q[key] = np.where(finite, log_q, log_q[finite].min()).astype(np.float32)
+        return self._log_q[key]
+
+    def __call__(self, batch: dict) -> dict:
+        users = batch[USER_POSITION].numpy()
+        items = batch[ITEM_POSITION].numpy()
+        draws = self.sampler.sample(users, items)
+        flat = draws.reshape(-1)
+        out = dict(batch)
+        if flat.size:
+            out[CANDIDATES] = {key: torch.from_numpy(value[flat])
+                               for key, value in self.catalogue.items()}
+            out[CANDIDATE_POSITION] = torch.from_numpy(flat)
+        columns = items
+        if self.shared_columns:
+            columns = np.concatenate([items, flat])
+            if self.log_q:
+                log_q = self._cached_log_q((len(items), flat.size), lambda: self.sampler.mixture_log_q(
+                    len(items), flat.size))
+                out[CANDIDATE_LOG_Q] = torch.from_numpy(log_q[columns])
+        if self.sampler.exclude_known_positives and (self.shared_columns
+                                                     or self.sampler.uses_batch_negatives):
+            out[KNOWN_POSITIVE] = torch.from_numpy(self.sampler.known_positive_mask(users, columns))
+        if self.user_log_q:
+            user_log_q = self._cached_log_q("users", lambda: self.sampler.batch_user_log_q_)
+            out[USER_LOG_Q] = torch.from_numpy(user_log_q[users])
+        return out

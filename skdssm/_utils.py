@@ -62,3 +62,10 @@ def check_dataframe(X, *, what: str = "X", ensure_non_empty: bool = False) -> pd
     if ensure_non_empty and len(X) == 0:
         raise ValueError(f"{what} has 0 rows; fit needs at least one (user, item) interaction.")
     return X
+
+
+def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` of every (start, length) pair, vectorised."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(lengths.sum())

@@ -12,26 +12,27 @@ the scale), then a chain of pure functions edits the logits and a loss reduces t
 
 Nothing in this module knows about towers, samplers or indexes. Every loss returns a
 scalar: the mean of per-row losses, or with ``weight`` (B,) the weighted mean
-``sum(weight * row_loss) / sum(weight)`` (``weight`` must not sum to zero).
+``sum(weight * row_loss) / sum(|weight|)`` (0 for a batch whose weights are all 0).
+
+:func:`retrieval_softmax_loss` chains the transforms and the softmax, as the ``Retrieval``
+task does; the estimators call it and the pairwise losses with the scores, log q and ids that
+the model and the batch loader computed.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "LOSSES",
-    "binary_cross_entropy",
     "bce_loss",
+    "binary_cross_entropy",
     "bpr_loss",
-    "get_loss_function",
     "infonce_loss",
     "logq_correction",
     "mask_logits",
     "remove_accidental_hits",
+    "retrieval_softmax_loss",
     "sampled_softmax_loss",
     "split_logits",
 ]
@@ -68,7 +69,10 @@ def _weighted_mean(row_losses: torch.Tensor, weight: torch.Tensor | None) -> tor
         return row_losses.mean()
     _check_shape(weight, tuple(row_losses.shape), "weight")
     weight = weight.to(row_losses.dtype)
-    return (weight * row_losses).sum() / weight.sum()
+    # A batch whose weights are all zero contributes nothing (not 0 / 0); the absolute sum
+    # keeps mixed-sign weights from dividing by a near-zero total.
+    total = weight.abs().sum().clamp(min=torch.finfo(row_losses.dtype).tiny)
+    return (weight * row_losses).sum() / total
 
 
 def logq_correction(logits: torch.Tensor, candidate_log_q) -> torch.Tensor:
@@ -299,6 +303,58 @@ def sampled_softmax_loss(
     return _weighted_mean(row_losses, weight)
 
 
+def retrieval_softmax_loss(
+    logits: torch.Tensor,
+    positive_ids: torch.Tensor,
+    candidate_ids: torch.Tensor,
+    *,
+    log_q: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sampled softmax of queries against candidate columns, positives on the diagonal.
+
+    The whole chain of the module docstring: subtract ``log_q`` of each column (when given),
+    mask accidental hits (the row's positive id in another column) and ``known_mask``
+    entries (keeping each row's own positive), then :func:`sampled_softmax_loss`.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (B, C), C >= B
+        Scaled scores; column i < B holds row i's positive.
+    positive_ids : Tensor of shape (B,)
+    candidate_ids : Tensor of shape (C,)
+        Ids (or positions) of the positives and of every column, in one id space.
+    log_q : Tensor of shape (C,), optional
+        Log sampling probability of each column.
+    known_mask : bool Tensor of shape (B, C), optional
+        True where a column is a known positive of the row (not a negative).
+    weight : Tensor of shape (B,), optional
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0, 5.0], [0.0, 2.0, 0.0]])
+    >>> ids = torch.tensor([7, 8])
+    >>> with_hit = retrieval_softmax_loss(logits, ids, torch.tensor([7, 8, 7]))
+    >>> without = retrieval_softmax_loss(logits[:, :2], ids, ids)
+    >>> bool(torch.isclose(with_hit, without))
+    True
+    """
+    columns = _positive_columns_or_diagonal(logits, None)
+    if log_q is not None:
+        logits = logq_correction(logits, log_q)
+    logits = remove_accidental_hits(logits, positive_ids, candidate_ids, columns)
+    if known_mask is not None:
+        logits = mask_logits(logits, known_mask, columns)
+    return sampled_softmax_loss(logits, columns, weight)
+
+
 def infonce_loss(
     positive_logits: torch.Tensor,
     negative_logits: torch.Tensor,
@@ -420,6 +476,7 @@ def bce_loss(
     negative_mask: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     negative_weight: float = 1.0,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pointwise BCE with positives labelled 1 and their sampled negatives labelled 0.
 
@@ -442,6 +499,9 @@ def bce_loss(
         Row weights, shared by a positive and its negatives.
     negative_weight : float, default=1.0
         Weight of one negative relative to its positive; ``1 / N`` balances the classes.
+    labels : Tensor of shape (B,), optional
+        Labels of the own pairs (default 1): a row labelled 0 is an explicit negative,
+        whose sampled negatives are ignored.
 
     Returns
     -------
@@ -462,51 +522,15 @@ def bce_loss(
         torch.ones_like(positive_logits) if weight is None else weight.to(positive_logits.dtype)
     )
     _check_shape(row_weight, tuple(positive_logits.shape), "weight")
+    if labels is None:
+        labels = torch.ones_like(positive_logits)
+    _check_shape(labels, tuple(positive_logits.shape), "labels")
+    valid = valid & (labels > 0.5)[:, None]
     logits = torch.cat([positive_logits[:, None], negative_logits], dim=1)
-    labels = torch.zeros_like(logits)
-    labels[:, 0] = 1.0
+    pair_labels = torch.zeros_like(logits)
+    pair_labels[:, 0] = labels.to(logits.dtype)
     pair_weight = torch.cat(
         [row_weight[:, None], row_weight[:, None] * negative_weight * valid.to(logits.dtype)],
         dim=1,
     )
-    return binary_cross_entropy(logits.flatten(), labels.flatten(), pair_weight.flatten())
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "softmax": sampled_softmax_loss,
-    "infonce": infonce_loss,
-    "bpr": bpr_loss,
-    "bce": bce_loss,
-}
-"""Loss name -> function. ``"softmax"`` takes a (B, C) logit matrix and
-``positive_columns``; ``"infonce"``, ``"bpr"`` and ``"bce"`` take ``positive_logits``
-(B,), ``negative_logits`` (B, N) and ``negative_mask`` (see :func:`split_logits` to get
-these from a matrix). All take ``weight`` (B,)."""
-
-
-def get_loss_function(name: str) -> Callable[..., torch.Tensor]:
-    """Return the loss function registered under ``name`` in :data:`LOSSES`.
-
-    Parameters
-    ----------
-    name : {"softmax", "infonce", "bpr", "bce"}
-        ``"softmax"``: :func:`sampled_softmax_loss` (logits (B, C), positive_columns,
-        weight). ``"infonce"``, ``"bpr"``, ``"bce"``: :func:`infonce_loss`,
-        :func:`bpr_loss`, :func:`bce_loss` (positive_logits (B,), negative_logits
-        (B, N), negative_mask, weight).
-
-    Returns
-    -------
-    callable
-
-    Examples
-    --------
-    >>> get_loss_function("bpr").__name__
-    'bpr_loss'
-    """
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown loss {name!r}; choose one of {sorted(LOSSES)}."
-        ) from None
+    return binary_cross_entropy(logits.flatten(), pair_labels.flatten(), pair_weight.flatten())

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._features import OOV, PAD, TowerSchema
+from ._features import CANDIDATES, OFFSETS, OOV, PAD, PROFILE, TowerSchema
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -63,6 +63,16 @@ def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=
                 layers.append(nn.Dropout(dropout))
         in_dim = width
     return nn.Sequential(*layers)
+
+
+def pooled_mean(embedding: nn.Embedding, codes: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean embedding of each row's codes, padding (code 0) left out; zeros for an empty row.
+
+    ``codes`` is a (B, L) padded block, or flat codes with ``offsets`` (B,) marking where each
+    row starts (a ragged bag). ``embedding_bag`` pools without a (B, L, dim) tensor.
+    """
+    return F.embedding_bag(codes, embedding.weight, offsets, mode="mean", padding_idx=PAD)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -157,10 +167,11 @@ class Tower(nn.Module):
         with torch.no_grad():
             for embedding in [*self.categorical, *self.multi]:
                 embedding.weight[OOV].zero_()
-        self.dense = (
-            nn.Sequential(nn.Linear(schema.n_dense, embedding_dim), nn.ReLU())
-            if schema.n_dense else None
-        )
+        self.dense_keys = [self._key(k) for k, n in (("dense", schema.n_dense),
+                                                      (PROFILE, schema.n_profile)) if n]
+        n_dense = schema.n_dense + schema.n_profile
+        self.dense = (nn.Sequential(nn.Linear(n_dense, embedding_dim), nn.ReLU())
+                      if n_dense else None)
         n_parts = len(self.categorical) + len(self.multi) + len(self.sequences) + bool(self.dense)
         if n_parts == 0:
             raise ValueError(f"The {side} tower has no input features.")
@@ -189,12 +200,12 @@ class Tower(nn.Module):
         parts = [emb(self._drop_ids(n, inputs[self._key(n)]))
                  for n, emb in zip(self.categorical_names, self.categorical)]
         for name, emb in zip(self.multi_names, self.multi):
-            codes = inputs[self._key(name)]
-            parts.append(masked_mean(emb(codes), codes != PAD))
+            key = self._key(name)
+            parts.append(pooled_mean(emb, inputs[key], inputs.get(key + OFFSETS)))
         for name, encoder in zip(self.sequence_names, self.sequences):
             parts.append(self._run(encoder, inputs[self._key(name)]))
         if self.dense is not None:
-            parts.append(self.dense(inputs[self._key("dense")]))
+            parts.append(self.dense(torch.cat([inputs[key] for key in self.dense_keys], dim=-1)))
         hidden = self._run(self.mlp, self.input_norm(torch.cat(parts, dim=-1)))
         return F.normalize(hidden, dim=-1) if self.normalize else hidden
 
@@ -231,7 +242,9 @@ class TwoTowerModule(nn.Module):
     initialised towers: a pair's logit is the mean of the n members' logits, and a criterion
     trains each member on its own loss by splitting embeddings with :meth:`members`.
 
-    ``forward`` returns ``(logits, user_embeddings, item_embeddings)`` for the rows of a batch.
+    ``forward`` returns ``(logits, user_embeddings, item_embeddings, candidate_embeddings)``
+    for the rows of a batch; the last is the item tower over the batch's sampled candidates
+    (its ``"candidates"`` inputs, put there by the batch loader), empty when it has none.
     """
 
     def __init__(self, user_schema: TowerSchema, item_schema: TowerSchema, *, hidden_dims=(64,),
@@ -273,4 +286,7 @@ class TwoTowerModule(nn.Module):
     def forward(self, **batch):
         user = self.user_tower(batch)
         item = self.item_tower(batch)
-        return self.score(user, item), user, item
+        # No candidates: an empty tensor rather than None, which skorch could not move.
+        candidates = (self.item_tower(batch[CANDIDATES]) if CANDIDATES in batch
+                      else item.new_zeros((0, item.shape[-1])))
+        return self.score(user, item), user, item, candidates

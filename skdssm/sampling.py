@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_scalar
 from sklearn.utils.validation import check_is_fitted
 
-from skdssm._utils import check_generator
+from skdssm._utils import check_generator, expand_ranges
 
 __all__ = [
     "SAMPLERS",
@@ -298,7 +298,21 @@ class NegativeSampler(BaseEstimator):
         check_is_fitted(self)
         users = _as_positions(user_positions, "user_positions", self.n_users_)
         items = _as_positions(item_positions, "item_positions", self.n_items_)
-        return self._is_known(users[:, None], items[None, :])
+        keys = self.known_positive_keys_
+        starts = np.searchsorted(keys, users * self.n_items_)
+        lengths = np.searchsorted(keys, (users + 1) * self.n_items_) - starts
+        if lengths.sum() >= len(users) * len(items):
+            return self._is_known(users[:, None], items[None, :])
+        # Cheaper than a (B, C) look-up when users know few items: find the columns holding
+        # each known item of each row's user.
+        rows = np.repeat(np.arange(len(users)), lengths)
+        known_items = keys[expand_ranges(starts, lengths)] - users[rows] * self.n_items_
+        order = np.argsort(items, kind="stable")
+        first = np.searchsorted(items[order], known_items, side="left")
+        n_columns = np.searchsorted(items[order], known_items, side="right") - first
+        mask = np.zeros((len(users), len(items)), dtype=bool)
+        mask[np.repeat(rows, n_columns), order[expand_ranges(first, n_columns)]] = True
+        return mask
 
     def mixture_log_q(self, n_batch: int, n_sampled: int) -> np.ndarray:
         """log q of one candidate slot when batch positives and sampled items are pooled.
@@ -351,15 +365,15 @@ class UniformSampler(NegativeSampler):
 
 
 class PopularitySampler(NegativeSampler):
-    """Items drawn with probability proportional to ``count ** popularity_alpha``.
+    """Items drawn with probability proportional to ``count ** alpha``.
 
     Items absent from the fitted data have probability 0 (they are never drawn), also
-    for ``popularity_alpha=0``, which is then uniform over the items seen in ``fit``.
+    for ``alpha=0``, which is then uniform over the items seen in ``fit``.
 
     Parameters
     ----------
     n_negatives : int, default=4
-    popularity_alpha : float, default=0.75
+    alpha : float, default=0.75
         Exponent on the counts (word2vec's 0.75); 1 is the empirical frequency.
     exclude_known_positives : bool, default=True
     random_state : None, int, numpy RandomState or Generator, default=None
@@ -371,24 +385,24 @@ class PopularitySampler(NegativeSampler):
 
     Examples
     --------
-    >>> sampler = PopularitySampler(popularity_alpha=1.0).fit([0, 1, 2, 3], [0, 0, 0, 1], n_items=3)
+    >>> sampler = PopularitySampler(alpha=1.0).fit([0, 1, 2, 3], [0, 0, 0, 1], n_items=3)
     >>> sampler.probabilities_
     array([0.75, 0.25, 0.  ])
     """
 
     def __init__(
-        self, n_negatives=4, popularity_alpha=0.75, exclude_known_positives=True, random_state=None
+        self, n_negatives=4, alpha=0.75, exclude_known_positives=True, random_state=None
     ):
         super().__init__(n_negatives, exclude_known_positives, random_state)
-        self.popularity_alpha = popularity_alpha
+        self.alpha = alpha
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_scalar(self.popularity_alpha, "popularity_alpha", numbers.Real, min_val=0)
+        check_scalar(self.alpha, "alpha", numbers.Real, min_val=0)
 
     def _fit_distribution(self) -> None:
         counts = self.item_counts_.astype(np.float64)
-        weights = np.where(counts > 0, counts**self.popularity_alpha, 0.0)
+        weights = np.where(counts > 0, counts**self.alpha, 0.0)
         self.probabilities_ = weights / weights.sum()
         cdf = np.cumsum(weights)
         self.cdf_ = cdf / cdf[-1]
@@ -522,8 +536,8 @@ def make_sampler(name: str, **params) -> NegativeSampler:
 
     Examples
     --------
-    >>> make_sampler("popularity", popularity_alpha=0.5)
-    PopularitySampler(popularity_alpha=0.5)
+    >>> make_sampler("popularity", alpha=0.5)
+    PopularitySampler(alpha=0.5)
     """
     if name not in SAMPLERS:
         raise ValueError(f"Unknown negative sampler {name!r}; choose one of {list(SAMPLERS)}.")

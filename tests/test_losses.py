@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from skdssm.losses import (
-    LOSSES,
     bce_loss,
     binary_cross_entropy,
     bpr_loss,
-    get_loss_function,
     infonce_loss,
     logq_correction,
     mask_logits,
@@ -296,10 +294,3 @@ def test_bf16_autocast_is_finite_and_close_to_fp32():
         # bf16 keeps ~3 significant digits; logits up to 1/0.05 = 20.
         expected = pytest.approx(full[name].item(), rel=0.05, abs=0.05)
         assert half[name].float().item() == expected, name
-
-
-def test_get_loss_function():
-    assert get_loss_function("softmax") is sampled_softmax_loss
-    assert {name: get_loss_function(name) for name in LOSSES} == LOSSES
-    with pytest.raises(ValueError, match=r"Unknown loss 'hinge'; choose one of \['bce', 'bpr'"):
-        get_loss_function("hinge")

@@ -172,7 +172,7 @@ def retriever(interactions):
 @pytest.fixture(scope="module")
 def dssm(interactions):
     X = interactions.drop(columns=["label", "rating", "timestamp"])
-    model = DSSMRecommender(index="hnsw", index_params={"M": 8}, random_state=0, **FAST)
+    model = DSSMRecommender(index=HNSWIndex(M=8), random_state=0, **FAST)
     return model.fit(X, interactions["label"]), X
 
 

@@ -9,8 +9,9 @@ import torch
 from sklearn.base import clone
 
 from skdssm import TwoTowerRetriever
-from skdssm._features import N_RESERVED, PAD
-from skdssm._retriever import FullRankingRecall, RetrievalLoss
+from skdssm._features import HISTORY_BAG, ITEM_POSITION, N_RESERVED, USER_POSITION
+from skdssm._retriever import FullRankingRecall, RetrievalCriterion
+from skdssm._skorch import DrawCandidates
 from skdssm.baselines import PopularityRecommender
 from skdssm.datasets import make_geo_interactions, make_interactions
 from skdssm.metrics import recall_at_k
@@ -61,10 +62,14 @@ def test_early_stopping_tracks_full_ranking_recall(data):
     assert np.isfinite(model.history_[:, "valid_loss"]).all()
 
 
-def bag_items(model, codes: np.ndarray) -> list:
-    """Item ids of encoded history-bag rows (padding left out)."""
-    vocabulary = np.asarray(model.feature_encoder_.feature("history_bag").vocabulary)
-    return [set(vocabulary[row[row != PAD] - N_RESERVED]) for row in codes]
+def bag_items(model, users: np.ndarray, gather=None) -> list:
+    """Item ids in the bags that ``gather`` (default: the fitted model's serving transform)
+    gives the users at these positions."""
+    gather = gather or model._user_queries(model.user_ids_[users])[2]
+    arrays = gather.arrays({USER_POSITION: np.arange(len(users)) if gather.histories.n_users
+                            == len(users) else np.asarray(users)})
+    codes, offsets = arrays[f"user:{HISTORY_BAG}"], arrays[f"user:{HISTORY_BAG}:offsets"]
+    return [set(model.item_ids_[row - N_RESERVED]) for row in np.split(codes, offsets[1:])]
 
 
 def test_history_bag_learns_and_serves_each_users_positives(data):
@@ -75,7 +80,7 @@ def test_history_bag_learns_and_serves_each_users_positives(data):
     assert "user_id" not in model.net_.module_.user_tower.categorical_names
     assert recall(model, test) > popularity_recall(train, test) + 0.05
     # Served bags are every training positive of the user (fewer than 50 here).
-    bags = bag_items(model, model.user_inputs_["user:history_bag"])
+    bags = bag_items(model, np.arange(len(model.user_ids_)))
     positives = train.groupby("user_id")["item_id"].apply(set)
     assert bags == [positives[user] for user in model.user_ids_]
     # A user unseen in fit gets an empty bag and is still served.
@@ -86,7 +91,7 @@ def test_history_bag_keeps_the_most_recent_items(data):
     train, _ = data
     model = TwoTowerRetriever(history_bag_size=3, random_state=0,
                               **dict(FAST, max_epochs=1)).fit(train)
-    bags = bag_items(model, model.user_inputs_["user:history_bag"])
+    bags = bag_items(model, np.arange(len(model.user_ids_)))
     recent = train.sort_values("timestamp", kind="stable").groupby("user_id")["item_id"].apply(
         lambda items: set(items.iloc[-3:]))
     assert bags == [recent[user] for user in model.user_ids_]
@@ -97,6 +102,7 @@ def test_id_representation_embeds_the_user_id_and_no_bag(data):
     model = TwoTowerRetriever(user_representation="id", random_state=0, **FAST).fit(train)
     assert "user_id" in model.net_.module_.user_tower.categorical_names
     assert "user:history_bag" not in model.user_inputs_
+    assert not model.net_.module_.user_tower.multi_names
     assert recall(model, test) > popularity_recall(train, test) + 0.05
 
 
@@ -105,12 +111,12 @@ def test_history_bag_of_validated_users_never_holds_their_held_out_items(data):
     model = TwoTowerRetriever(history_bag_size=50, random_state=0,
                               **dict(FAST, early_stopping=True, max_epochs=2)).fit(train)
     (scorer,) = [cb.evaluate for _, cb in model.net_.callbacks_ if isinstance(cb, FullRankingRecall)]
-    bags = bag_items(model, scorer.user_inputs["user:history_bag"])
+    bags = bag_items(model, scorer.user_inputs[USER_POSITION], scorer.transform)
     held_out = [set(model.item_ids_[row.indices]) for row in scorer.relevant]
     assert len(bags) == len(held_out) > 0 and all(held_out)
     assert all(not (bag & items) for bag, items in zip(bags, held_out))
     # Served bags, rebuilt after training, hold every positive, held-out ones included.
-    served = bag_items(model, model.user_inputs_["user:history_bag"])
+    served = bag_items(model, np.arange(len(model.user_ids_)))
     assert sum(map(len, served)) == len(train)
 
 
@@ -172,9 +178,13 @@ def test_sequence_representation_serves_new_users_from_their_history(data):
     history = train[train["user_id"] == known_user]
     # A brand-new user id with the same features and history gets the same embedding.
     newcomer = history.assign(user_id=999_999)
-    model_new = model.transform_users(newcomer.drop(columns=["item_id"]).head(1).assign(
-        timestamp=np.nan))
-    assert np.isfinite(model_new).all()
+    users = history.head(1).drop(columns=["item_id", "timestamp"])
+    np.testing.assert_allclose(
+        model.transform_users(newcomer.head(1).drop(columns=["item_id", "timestamp"]),
+                              history=newcomer),
+        model.transform_users(users), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.transform_users(newcomer.head(1).drop(columns=["item_id"])),
+                           model.transform_users(users))
     assert recall(model, test) > popularity_recall(train, test)
 
 
@@ -252,10 +262,10 @@ def test_retrieval_loss_softmax_masks_duplicates_and_known_positives():
     user = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
     item = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
 
-    criterion = RetrievalLoss("softmax", sampler, catalogue=None, logq_correction=False,
-                              user_key="u", item_key="i")
-    batch = {"u": torch.as_tensor(users + 2), "i": torch.as_tensor(items + 2)}
-    loss = criterion((None, user, item), torch.ones(3), batch, ScoreModule())
+    batch = DrawCandidates(sampler, {}, shared_columns=True, log_q=False)(
+        {USER_POSITION: torch.as_tensor(users), ITEM_POSITION: torch.as_tensor(items)})
+    loss = RetrievalCriterion("softmax")((None, user, item, None), torch.ones(3), batch,
+                                         ScoreModule())
     logits = (user @ item.T / 0.5).numpy()
     # Row 0 and 1 share item 0; user 2 knows item 0 as a positive, so column 0/1 are masked for it.
     allowed = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=bool)
@@ -276,12 +286,12 @@ def test_symmetric_softmax_adds_the_item_to_user_direction(exclude_known):
     user = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
     item = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
 
-    batch = {"u": torch.as_tensor(users + 2), "i": torch.as_tensor(items + 2)}
-    params = dict(catalogue=None, logq_correction=True, user_key="u", item_key="i")
-    one_way = RetrievalLoss("softmax", sampler, **params)((None, user, item), torch.ones(4), batch,
-                                                         ScoreModule())
-    both = RetrievalLoss("softmax", sampler, symmetric=True, **params)(
-        (None, user, item), torch.ones(4), batch, ScoreModule())
+    batch = DrawCandidates(sampler, {}, shared_columns=True, user_log_q=True)(
+        {USER_POSITION: torch.as_tensor(users), ITEM_POSITION: torch.as_tensor(items)})
+    one_way = RetrievalCriterion("softmax")((None, user, item, None), torch.ones(4), batch,
+                                            ScoreModule())
+    both = RetrievalCriterion("softmax", symmetric=True)(
+        (None, user, item, None), torch.ones(4), batch, ScoreModule())
     logits = (item @ user.T / 0.5).numpy()  # rows: items, columns: users
     log_q = np.log(np.array([2, 1, 2]) / 5)[users]  # users' shares of the 5 training rows
     logits = logits - log_q[None, :]
@@ -388,22 +398,29 @@ def test_ensemble_members_each_learn_from_their_own_loss(loss, sampler, symmetri
                TowerSchema(categorical={"item_id": n_items + 2}, ids=("item_id",)))
     ensemble = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4, ensemble_size=3)
     users, items = np.array([0, 1, 2, 3, 4, 0]), np.array([0, 1, 2, 3, 4, 5])
-    batch = {"user:user_id": torch.as_tensor(users + 2), "item:item_id": torch.as_tensor(items + 2)}
-    catalogue = {"item:item_id": torch.arange(n_items) + 2}
+    rows = {"user:user_id": torch.as_tensor(users + 2), "item:item_id": torch.as_tensor(items + 2),
+            USER_POSITION: torch.as_tensor(users), ITEM_POSITION: torch.as_tensor(items)}
+    catalogue = {"item:item_id": np.arange(n_items) + 2}
 
-    def criterion():  # a fresh, identically seeded sampler draws the same negatives every time
+    def draw():  # a fresh, identically seeded sampler draws the same negatives every time
         params = {} if sampler == "in_batch" else {"n_negatives": 2}
         fitted = make_sampler(sampler, random_state=0, **params).fit(
             users, items, n_items=n_items, n_users=n_users)
-        return RetrievalLoss(loss, fitted, catalogue=catalogue, symmetric=symmetric)
+        return DrawCandidates(fitted, catalogue, shared_columns=loss == "softmax",
+                              user_log_q=symmetric)(rows)
+
+    def criterion():
+        return RetrievalCriterion(loss, symmetric=symmetric, in_batch=sampler == "in_batch")
 
     target = torch.ones(len(users))
+    batch = draw()
     total = criterion()(ensemble(**batch), target, batch, ensemble)
     total.backward()
     for m in range(3):
         member = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4)
         member.user_tower = ensemble.user_tower.members[m]
         member.item_tower = ensemble.item_tower.members[m]
+        batch = draw()
         own = criterion()(member(**batch), target, batch, member)
         parameters = list(member.user_tower.parameters()) + list(member.item_tower.parameters())
         expected = torch.autograd.grad(own, parameters)

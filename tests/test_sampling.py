@@ -60,7 +60,7 @@ def test_probability_formulas():
     uniform = UniformSampler().fit(users, items, n_items=10)
     np.testing.assert_allclose(uniform.probabilities_, np.full(10, 0.1))
 
-    popularity = PopularitySampler(popularity_alpha=0.75).fit(users, items, n_items=10)
+    popularity = PopularitySampler(alpha=0.75).fit(users, items, n_items=10)
     weights = COUNTS**0.75
     np.testing.assert_allclose(popularity.probabilities_, weights / weights.sum())
     assert popularity.probabilities_[2] == 0  # never seen: never drawn
@@ -76,7 +76,7 @@ def test_probability_formulas():
 
 def test_popularity_alpha_zero_is_uniform_over_seen_items():
     users, items = interactions_with_counts(COUNTS)
-    sampler = PopularitySampler(popularity_alpha=0).fit(users, items, n_items=10)
+    sampler = PopularitySampler(alpha=0).fit(users, items, n_items=10)
     np.testing.assert_allclose(sampler.probabilities_, (COUNTS > 0) / 9)
 
 
@@ -84,7 +84,7 @@ def test_exact_fallback_when_known_positives_hold_almost_all_mass():
     # Allowed items 0 and 1 hold 4 / 8004 of the mass: rejection almost never succeeds.
     counts = np.array([1, 3] + [1000] * 8)
     users, items = interactions_with_counts(counts, extra_user_items=range(2, 10))
-    sampler = PopularitySampler(n_negatives=4, popularity_alpha=1.0, random_state=1)
+    sampler = PopularitySampler(n_negatives=4, alpha=1.0, random_state=1)
     sampler.fit(users, items, n_items=10)
     draws = sampler.sample(np.zeros(5000, dtype=int), np.full(5000, 9))
     assert_follows(draws, sampler.probabilities_, np.array([0, 1]))
@@ -215,7 +215,7 @@ def test_log_q_of_each_sampler():
     np.testing.assert_allclose(uniform.batch_log_q_, frequency_log_q)
     in_batch = InBatchSampler().fit(users, items, n_items=4)
     np.testing.assert_allclose(in_batch.log_q_, frequency_log_q)
-    popularity = PopularitySampler(popularity_alpha=0.5).fit(users, items, n_items=4)
+    popularity = PopularitySampler(alpha=0.5).fit(users, items, n_items=4)
     log_q = np.log([np.sqrt(3), 1]) - np.log(np.sqrt(3) + 1)
     np.testing.assert_allclose(popularity.log_q_, [*log_q, -np.inf, -np.inf])
 
@@ -249,8 +249,8 @@ def test_make_sampler_builds_each_kind_and_rejects_unused_parameters():
     message = r"'in_batch' sampler takes no parameter \['n_negatives'\]"
     with pytest.raises(ValueError, match=message):
         make_sampler("in_batch", n_negatives=4)
-    with pytest.raises(ValueError, match=r"takes no parameter \['popularity_alpha'\]"):
-        make_sampler("uniform", popularity_alpha=0.5)
+    with pytest.raises(ValueError, match=r"takes no parameter \['alpha'\]"):
+        make_sampler("uniform", alpha=0.5)
 
 
 def test_params_are_validated_in_fit_and_clone_works():
@@ -258,8 +258,8 @@ def test_params_are_validated_in_fit_and_clone_works():
     assert clone(sampler).get_params()["n_negatives"] == 0  # __init__ only stores
     with pytest.raises(ValueError, match="n_negatives == 0, must be >= 1"):
         sampler.fit([0], [0], n_items=2)
-    with pytest.raises(ValueError, match="popularity_alpha == -1"):
-        PopularitySampler(popularity_alpha=-1).fit([0], [0], n_items=2)
+    with pytest.raises(ValueError, match="alpha == -1"):
+        PopularitySampler(alpha=-1).fit([0], [0], n_items=2)
     with pytest.raises(TypeError, match="exclude_known_positives must be an instance of"):
         UniformSampler(exclude_known_positives="yes").fit([0], [0], n_items=2)
 
