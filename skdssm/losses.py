@@ -347,12 +347,17 @@ def retrieval_softmax_loss(
     True
     """
     columns = _positive_columns_or_diagonal(logits, None)
+    _check_shape(positive_ids, (logits.shape[0],), "positive_ids")
+    _check_shape(candidate_ids, (logits.shape[1],), "candidate_ids")
     if log_q is not None:
         logits = logq_correction(logits, log_q)
-    logits = remove_accidental_hits(logits, positive_ids, candidate_ids, columns)
+    # One mask for both kinds of non-negatives (as remove_accidental_hits then mask_logits
+    # would apply them), so the (B, C) logits are filled once.
+    mask = positive_ids[:, None] == candidate_ids[None, :]
     if known_mask is not None:
-        logits = mask_logits(logits, known_mask, columns)
-    return sampled_softmax_loss(logits, columns, weight)
+        _check_shape(known_mask, tuple(logits.shape), "known_mask")
+        mask = mask | known_mask
+    return sampled_softmax_loss(mask_logits(logits, mask, columns), columns, weight)
 
 
 def infonce_loss(

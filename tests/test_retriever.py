@@ -459,3 +459,136 @@ def test_refit_serves_a_model_trained_on_every_row_for_the_chosen_epochs(data):
     users = np.unique(test["user_id"])
     np.testing.assert_array_equal(model.predict_topk(users, k=5), alone.predict_topk(users, k=5))
     assert model.get_params()["refit"] and clone(model).refit
+
+
+# ------------------------------------------------------------------ histories at scale
+USER_COLUMNS = ["user_id", "segment", "age_group", "activity"]
+
+
+def test_stored_histories_grow_with_interactions_not_with_the_bag_width(data):
+    train, _ = data
+    narrow = TwoTowerRetriever(history_bag_size=20, random_state=0, **dict(FAST, max_epochs=1))
+    wide = TwoTowerRetriever(history_bag_size=40, random_state=0, **dict(FAST, max_epochs=1))
+    narrow.fit(train), wide.fit(train)
+    assert len(narrow.histories_.items) == len(train)  # one entry per positive interaction
+    assert narrow.histories_.nbytes == wide.histories_.nbytes
+    assert abs(len(pickle.dumps(narrow)) - len(pickle.dumps(wide))) < 1_000
+    assert not any(key.startswith("user:history") for key in narrow.user_inputs_)
+
+
+def test_a_new_user_with_a_seen_users_history_gets_the_same_embedding(data):
+    """The bag tower has no user id: a user is their features and their items."""
+    train, _ = data
+    model = TwoTowerRetriever(random_state=0, **FAST).fit(train)
+    known = model.user_ids_[3]
+    rows = train[train["user_id"] == known]
+    newcomer = rows.assign(user_id=10_000)
+    profile = newcomer[USER_COLUMNS].head(1)
+    folded = model.transform_users(profile, history=newcomer[["user_id", "item_id", "timestamp"]])
+    np.testing.assert_allclose(folded, model.transform_users([known]), rtol=1e-5, atol=1e-6)
+    # Without the history the newcomer is someone else (an empty bag).
+    assert not np.allclose(model.transform_users(profile), folded, atol=1e-3)
+    # The same goes for the recommendations, the history's items left out.
+    np.testing.assert_array_equal(model.predict_topk(profile, k=5, history=newcomer),
+                                  model.predict_topk([known], k=5))
+
+
+def test_history_items_never_come_back_and_replace_a_seen_users_history(data):
+    train, _ = data
+    model = TwoTowerRetriever(random_state=0, **FAST).fit(train)
+    users = model.user_ids_[:6]
+    liked = train.drop_duplicates("item_id")["item_id"].to_numpy()[:15]
+    history = pd.DataFrame({"user_id": np.repeat(users, 15), "item_id": np.tile(liked, 6),
+                            "timestamp": np.tile(np.arange(15), 6)})
+    top = model.predict_topk(users, k=20, history=history)
+    assert not np.isin(top, liked).any()
+    # A seen user's stored history is replaced by the given one (same as a newcomer with it).
+    newcomers = history[history["user_id"] == users[0]].assign(user_id=-7)
+    features = train[train["user_id"] == users[0]][USER_COLUMNS].head(1)
+    np.testing.assert_allclose(
+        model.transform_users([users[0]], history=history),
+        model.transform_users(features.assign(user_id=-7), history=newcomers), rtol=1e-5, atol=1e-6)
+    # Users absent from history keep their stored one.
+    np.testing.assert_allclose(model.transform_users([users[0], users[1]], history=history[
+        history["user_id"] == users[0]])[1:], model.transform_users([users[1]]), rtol=1e-6)
+
+
+def test_unknown_history_items_are_ignored_with_a_count(data):
+    train, _ = data
+    model = TwoTowerRetriever(random_state=0, **dict(FAST, max_epochs=1)).fit(train)
+    user = model.user_ids_[0]
+    history = pd.DataFrame({"user_id": [user] * 3, "item_id": [model.item_ids_[0], -1, -2],
+                            "timestamp": [1, 2, 3]})
+    with pytest.warns(UserWarning, match="2 history row"):
+        folded = model.transform_users([user], history=history)
+    np.testing.assert_allclose(folded, model.transform_users([user], history=history.head(1)))
+    with pytest.raises(ValueError, match="history has no column 'timestamp'"):
+        model.transform_users([user], history=history.drop(columns="timestamp"))
+    with pytest.raises(ValueError, match="user_representation='id'"):
+        TwoTowerRetriever(user_representation="id", **dict(FAST, max_epochs=1)).fit(
+            train).predict_topk([user], history=history)
+
+
+def test_users_left_out_of_fit_are_served_from_their_history(data):
+    """Fold-in: users never seen in fit, described by their training positives, are ranked
+    nearly as well as when trained in, and far above popularity."""
+    train, test = data
+    users = np.unique(train["user_id"])
+    left_out = users[::5]
+    outside = train[train["user_id"].isin(left_out)]
+    model = TwoTowerRetriever(random_state=0, **FAST).fit(train[~train["user_id"].isin(left_out)])
+    trained_in = TwoTowerRetriever(random_state=0, **FAST).fit(train)
+    held = test[test["user_id"].isin(left_out)]
+    profiles = outside.drop_duplicates("user_id")[USER_COLUMNS]
+    top = model.predict_topk(profiles, k=10, history=outside)
+    folded = recall_at_k(held, top, users=profiles["user_id"].to_numpy(), k=10)
+    inside = recall_at_k(held, trained_in.predict_topk(profiles["user_id"].to_numpy(), k=10),
+                         users=profiles["user_id"].to_numpy(), k=10)
+    popular = recall_at_k(held, PopularityRecommender().fit(train).predict_topk(
+        profiles["user_id"].to_numpy(), k=10), users=profiles["user_id"].to_numpy(), k=10)
+    assert folded > popular + 0.05
+    assert folded > inside - 0.1
+
+
+@pytest.mark.parametrize("representation", ["sequence", "profile"])
+def test_history_serves_sequence_and_profile_users(data, representation):
+    train, _ = data
+    model = TwoTowerRetriever(user_representation=representation, random_state=0,
+                              **dict(FAST, max_epochs=2)).fit(train)
+    known = model.user_ids_[2]
+    rows = train[train["user_id"] == known]
+    newcomer = rows.assign(user_id=5_000)
+    np.testing.assert_allclose(
+        model.transform_users(newcomer[USER_COLUMNS].head(1), history=newcomer),
+        model.transform_users([known]), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------ configuration objects
+def test_sampler_and_index_objects_round_trip_and_grid_search(data):
+    from sklearn.model_selection import GridSearchCV
+
+    from skdssm.metrics import make_topk_scorer
+    from skdssm.neighbors import ExactIndex, HNSWIndex
+    from skdssm.sampling import PopularitySampler
+
+    train, _ = data
+    model = TwoTowerRetriever(negative_sampler=PopularitySampler(alpha=0.5, n_negatives=2),
+                              loss="infonce", index=HNSWIndex(M=8), random_state=0,
+                              **dict(FAST, max_epochs=2))
+    params = model.get_params(deep=True)
+    assert params["negative_sampler__alpha"] == 0.5 and params["index__M"] == 8
+    twin = clone(model)
+    assert twin.negative_sampler is not model.negative_sampler
+    assert twin.get_params(deep=True)["negative_sampler__n_negatives"] == 2
+    model.fit(train)
+    assert model.sampler_.alpha == 0.5 and model.sampler_ is not model.negative_sampler
+    assert model.index_.M == 8 and model.index_ is not model.index
+    assert not hasattr(model.negative_sampler, "probabilities_")  # the parameter stays unfitted
+    search = GridSearchCV(model, {"negative_sampler__alpha": [0.0, 1.0], "index": [ExactIndex()]},
+                          cv=UserHoldoutSplit(n_splits=2, random_state=0),
+                          scoring=make_topk_scorer("recall", k=5)).fit(train)
+    assert [p["negative_sampler__alpha"] for p in search.cv_results_["params"]] == [0.0, 1.0]
+    assert search.best_estimator_.sampler_.alpha in (0.0, 1.0)
+    # The string forms still work and mean the objects' defaults.
+    assert TwoTowerRetriever(negative_sampler="popularity", loss="infonce", random_state=0,
+                             **dict(FAST, max_epochs=1)).fit(train).sampler_.alpha == 0.75
