@@ -236,7 +236,8 @@ class RecommenderPipeline(Pipeline):
             Number of items per user.
         **params : dict
             Other arguments of the final step's ``predict_topk`` (``exclude_seen``,
-            ``return_scores``, ``fill_value``).
+            ``return_scores``, ``fill_value``, ``history``). ``history`` (the users' own
+            interactions: user id, item id and time columns) goes to the final step as is.
 
         Returns
         -------
@@ -267,20 +268,24 @@ class RecommenderPipeline(Pipeline):
         return self._final_estimator.kneighbors(self._transform_query(X, "user"), *args, **params)
 
     @available_if(_final_estimator_has("transform_users"))
-    def transform_users(self, users):
+    def transform_users(self, users, history=None):
         """User-tower embeddings from the final step.
 
         Parameters
         ----------
         users : array-like of user ids, or DataFrame
             As in :meth:`predict_topk`.
+        history : DataFrame, default=None
+            The users' interactions, passed to the final step as is (see
+            :meth:`TwoTowerRetriever.transform_users`).
 
         Returns
         -------
         ndarray of shape (n_users, embedding_size)
         """
         check_is_fitted(self)
-        return self._final_estimator.transform_users(self._transform_query(users, "user"))
+        params = {} if history is None else {"history": history}
+        return self._final_estimator.transform_users(self._transform_query(users, "user"), **params)
 
     @available_if(_final_estimator_has("transform_items"))
     def transform_items(self, items=None):

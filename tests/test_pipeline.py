@@ -230,3 +230,21 @@ def test_quickstart_runs_the_three_usage_lines(capsys):
     assert all(len(set(row)) == 10 for row in recommended)
     out = capsys.readouterr().out
     assert "1. DSSMRecommender().fit(X, y)" in out and "best ROC AUC" in out
+
+
+def test_history_passes_through_to_a_retriever(geo):
+    from skdssm import TwoTowerRetriever
+
+    X, y, users, _, geo_columns = geo
+    positives = X[y == 1].assign(timestamp=np.arange(int(y.sum())))
+    pipe = RecommenderPipeline([
+        ("padder", MultiHotPadder(columns=["genres"], max_len=3)),
+        ("model", TwoTowerRetriever(**FAST)),
+    ]).fit(positives)
+    user = positives["user_id"].iloc[0]
+    history = positives[positives["user_id"] == user][["user_id", "item_id", "timestamp"]]
+    newcomer = users[users["user_id"] == user].assign(user_id=-1)
+    np.testing.assert_allclose(pipe.transform_users(newcomer, history=history.assign(user_id=-1)),
+                               pipe.transform_users([user]), rtol=1e-5, atol=1e-6)
+    top = pipe.predict_topk(newcomer, k=5, history=history.assign(user_id=-1))
+    assert not np.isin(top, history["item_id"]).any()
