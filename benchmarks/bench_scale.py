@@ -208,7 +208,8 @@ def run_one(spec: dict, *, timeout: float, memory_limit_gib: float) -> dict:
 
 COLUMNS = [
     ("estimator", "estimator", "{}"), ("size", "requested rows", "{:,}"),
-    ("status", "status", "{}"), ("rows", "rows", "{:,}"), ("users", "users", "{:,}"),
+    ("status", "status", "{}"), ("rows", "rows", "{:,}"), ("fit_rows", "fit rows", "{:,}"),
+    ("users", "users", "{:,}"),
     ("items", "items", "{:,}"), ("max_history", "max history", "{:,}"),
     ("generation_s", "generation s", "{:.1f}"), ("fit_s", "fit s", "{:.1f}"),
     ("epoch_s", "s / epoch", "{:.1f}"), ("preprocessing_s", "preprocessing s", "{:.1f}"),

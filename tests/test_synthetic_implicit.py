@@ -233,7 +233,9 @@ def test_rejects_bad_parameters():
         make_implicit_interactions(1_000, n_users=10, n_items=10, n_clusters=2)
     with pytest.raises(ValueError, match="cluster_affinity"):
         make_implicit_interactions(1_000, cluster_affinity=1.5)
-    with pytest.raises(ValueError, match="n_clusters"):
+    with pytest.raises(ValueError, match=r"n_clusters=11 must not exceed .* of items \(10\)"):
         make_implicit_interactions(1_000, n_items=10, n_users=500, n_clusters=11)
+    with pytest.raises(ValueError, match=r"number of users \(12\)"):
+        make_implicit_interactions(500)  # 12 users by default: fewer than 20 clusters
     with pytest.raises(TypeError, match="n_interactions"):
         make_implicit_interactions(1e6)

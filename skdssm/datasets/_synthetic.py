@@ -421,7 +421,7 @@ it), the rest from the whole catalogue by popularity. Duplicate pairs were redra
 """
 
 # Median history length behind the default n_users: with history_sigma=1.2 the mean is
-# about 41 items and, at 1M interactions, the longest histories hold a few thousand.
+# about 41 items and, at 1M interactions, the longest histories hold over a thousand.
 _MEDIAN_HISTORY = 20
 # Default catalogue: one item per this many interactions (20k items at 1M).
 _INTERACTIONS_PER_ITEM = 50
@@ -549,8 +549,13 @@ def make_implicit_interactions(
     n_users = check_scalar(n_users, "n_users", numbers.Integral, min_val=1)
     n_items = check_scalar(n_items, "n_items", numbers.Integral, min_val=1)
     check_scalar(item_zipf, "item_zipf", numbers.Real, min_val=0)
-    check_scalar(n_clusters, "n_clusters", numbers.Integral, min_val=1,
-                 max_val=min(n_users, n_items))
+    check_scalar(n_clusters, "n_clusters", numbers.Integral, min_val=1)
+    if n_clusters > min(n_users, n_items):
+        raise ValueError(
+            f"n_clusters={n_clusters} must not exceed the number of users ({n_users}) or of "
+            f"items ({n_items}); lower n_clusters, or raise n_interactions (the default n_users "
+            "and n_items grow with it)."
+        )
     check_scalar(cluster_affinity, "cluster_affinity", numbers.Real, min_val=0, max_val=1)
     check_scalar(feature_noise, "feature_noise", numbers.Real, min_val=0, max_val=1)
     check_scalar(with_features, "with_features", (bool, np.bool_))
@@ -580,7 +585,7 @@ def make_implicit_interactions(
     item_idx = (pairs % n_items).astype(np.int32)
     del pairs
     # Pairs come sorted by (user, item); a random order within each user becomes time order
-    # (one int64 sort key: user in the high bits, random low bits; 4x faster than lexsort).
+    # (one int64 sort key, user in the high bits and random low bits: cheaper than lexsort).
     order = np.argsort((user_idx.astype(np.int64) << 32) | rng.integers(0, 1 << 32, user_idx.size))
     item_idx = item_idx[order]
     del order
