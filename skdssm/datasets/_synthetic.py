@@ -407,3 +407,342 @@ def _interaction_table(rng, user_idx, item_idx, rating, per_user: int) -> pd.Dat
             "timestamp": (start[:, None] + np.cumsum(gaps, axis=1)).ravel().astype(np.int64),
         }
     )
+
+
+_IMPLICIT_DESCR = """Synthetic heavy-tailed implicit feedback with planted clusters (skdssm).
+
+{n_interactions} distinct (user, item) interactions of {n_users} users with {n_items} items.
+History lengths are lognormal (sigma {history_sigma}), item popularity is Zipf (exponent
+{item_zipf}). Users and items fall into {n_clusters} clusters; a share {cluster_affinity} of a
+user's interactions are drawn from the items of the user's own cluster (by popularity within
+it), the rest from the whole catalogue by popularity. Duplicate pairs were redrawn; the
+{n_dropped} left after {rounds} rounds were dropped. Ground truth: ``user_cluster``,
+``item_cluster``, ``item_popularity``, ``cluster_affinity``.
+"""
+
+# Median history length behind the default n_users: with history_sigma=1.2 the mean is
+# about 41 items and, at 1M interactions, the longest histories hold over a thousand.
+_MEDIAN_HISTORY = 20
+# Default catalogue: one item per this many interactions (20k items at 1M).
+_INTERACTIONS_PER_ITEM = 50
+_MIN_ITEMS = 1_000
+# Duplicate (user, item) draws are redrawn at most this many times, then dropped.
+_MAX_REDRAW_ROUNDS = 12
+_RESCALING_PASSES = 5
+_N_DEVICES = ("mobile", "desktop", "tablet")
+_DEVICE_SHARES = (0.6, 0.3, 0.1)
+_ITEMS_PER_BRAND = 25
+_ACTIVITY_SPAN_DAYS = (30, 730)
+
+
+def make_implicit_interactions(
+    n_interactions: int = 1_000_000,
+    *,
+    n_users: int | None = None,
+    n_items: int | None = None,
+    history_sigma: float = 1.2,
+    item_zipf: float = 1.1,
+    n_clusters: int = 20,
+    cluster_affinity: float = 0.5,
+    feature_noise: float = 0.2,
+    with_features: bool = True,
+    random_state=None,
+) -> Bunch:
+    """Generate heavy-tailed implicit feedback (positive interactions only) at scale.
+
+    A stand-in for click or purchase logs of millions of rows: a few users have thousands of
+    items while most have a handful (lognormal history lengths), and a few items take a large
+    share of all interactions (Zipf popularity). A planted structure makes personalisation
+    pay: users and items fall into ``n_clusters`` clusters and a share ``cluster_affinity``
+    of each user's interactions comes from the items of the user's own cluster. Generation is
+    vectorised (no loop over users or rows) and memory-light (int32 ids, categorical
+    features), for benchmarks at tens of millions of rows (``benchmarks/bench_scale.py``).
+
+    Each user ``u`` gets a history length ``L_u`` drawn lognormal with shape
+    ``history_sigma``, scaled so that the lengths sum to ``n_interactions`` and clipped to
+    ``[1, n_items // 2]`` (the excess of clipped users goes to the others), then rounded at
+    random. Each of the ``L_u`` items is drawn independently: with probability
+    ``cluster_affinity`` from the user's cluster, else from the whole catalogue, item ``i``
+    with weight ``rank_i ** -item_zipf`` in both cases. **Duplicates**: a pair drawn twice is
+    redrawn from the same distribution, up to 12 rounds; the duplicates still left (heavy
+    users who have exhausted their cluster) are dropped and counted in
+    ``n_dropped_duplicates``. The number of rows is therefore approximate: about
+    ``n_interactions - n_dropped_duplicates``, a few percent short at 100k rows with the
+    defaults and within 1% from 1M rows. The order of a user's items carries no signal;
+    their timestamps increase strictly, over an activity span of 30 days to 2 years.
+
+    Parameters
+    ----------
+    n_interactions : int, default=1_000_000
+        Target number of rows (distinct (user, item) pairs); the result is within a few
+        percent (see above).
+    n_users : int, default=None
+        Number of users (ids 1..n_users). None: ``n_interactions`` divided by the mean
+        history length, so that the median history holds about 20 items (2.4k users per
+        100k interactions with the default ``history_sigma``).
+    n_items : int, default=None
+        Catalogue size (ids 1..n_items). None: ``n_interactions // 50``, at least 1000
+        (20k items at 1M rows). Items that are never drawn stay in ``items``.
+    history_sigma : float >= 0, default=1.2
+        Shape of the lognormal history lengths. 1.2 gives a longest history about 80 times
+        the median at 1M rows (a dozen users with over 1000 items); 0 gives every user the
+        same length.
+    item_zipf : float >= 0, default=1.1
+        Exponent of the Zipf popularity: the item of popularity rank ``r`` (1-based, ranks in
+        random id order) is drawn with weight ``r ** -item_zipf``. The realised counts
+        follow that slope beyond the first thousand ranks and are flatter in the head, where
+        an item can be taken only once per user. With the defaults, about 40% of the
+        interactions fall on the top 1% of items at 1M rows; 0 makes every item equally
+        popular.
+    n_clusters : int, default=20
+        Number of user clusters and of item clusters (user cluster ``c`` prefers item
+        cluster ``c``); users and items are spread evenly over them.
+    cluster_affinity : float in [0, 1], default=0.5
+        Share of a user's draws taken from the user's own cluster. 0 leaves popularity as
+        the only signal (a popularity ranking is then optimal); 1 confines every user to a
+        cluster.
+    feature_noise : float in [0, 1], default=0.2
+        Share of users (items) whose ``segment`` (``category``) is drawn at random instead
+        of equal to the cluster, so the features reveal the clusters only partly.
+    with_features : bool, default=True
+        Add the user features ``segment`` and ``device`` and the item features
+        ``category``, ``brand`` and ``price``. False keeps ids and timestamps only.
+    random_state : int, RandomState, Generator or None, default=None
+        Seed; the same value gives the same data.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``interactions``: ``user_id``, ``item_id`` (int32), ``timestamp`` (int64 Unix
+        seconds, strictly increasing within a user); sorted by user then time, one row per
+        distinct pair.
+        ``users``: ``user_id`` and, with features, ``segment`` (category ``segment_<k>``,
+        the cluster up to ``feature_noise``) and ``device`` (category, uninformative).
+        ``items``: ``item_id`` and, with features, ``category`` (category
+        ``category_<k>``, the cluster up to ``feature_noise``), ``brand`` (category, about
+        25 items each, nested in ``category``) and ``price`` (float32, uninformative).
+        ``frame``: interactions with the user and then the item columns, same row order
+        (the layout of :func:`make_interactions`).
+        ``user_cluster`` (n_users,), ``item_cluster`` (n_items,): ground-truth clusters
+        aligned with ``users`` and ``items``; ``item_popularity`` (n_items,): probability of
+        each item in a draw from the whole catalogue; ``cluster_affinity``.
+        ``n_dropped_duplicates``: duplicate draws dropped after the redraw rounds. ``DESCR``.
+
+    Examples
+    --------
+    >>> from skdssm.datasets import make_implicit_interactions
+    >>> data = make_implicit_interactions(20_000, random_state=0)
+    >>> data.frame.columns.tolist()
+    ['user_id', 'item_id', 'timestamp', 'segment', 'device', 'category', 'brand', 'price']
+    >>> abs(len(data.frame) - 20_000) < 1_000
+    True
+    >>> bool(data.interactions.duplicated(["user_id", "item_id"]).any())
+    False
+    """
+    n_interactions = check_scalar(n_interactions, "n_interactions", numbers.Integral, min_val=1)
+    check_scalar(history_sigma, "history_sigma", numbers.Real, min_val=0)
+    if n_users is None:
+        mean_history = _MEDIAN_HISTORY * np.exp(history_sigma**2 / 2)
+        n_users = max(1, round(n_interactions / mean_history))
+    if n_items is None:
+        n_items = max(_MIN_ITEMS, n_interactions // _INTERACTIONS_PER_ITEM)
+    n_users = check_scalar(n_users, "n_users", numbers.Integral, min_val=1)
+    n_items = check_scalar(n_items, "n_items", numbers.Integral, min_val=1)
+    check_scalar(item_zipf, "item_zipf", numbers.Real, min_val=0)
+    check_scalar(n_clusters, "n_clusters", numbers.Integral, min_val=1)
+    if n_clusters > min(n_users, n_items):
+        raise ValueError(
+            f"n_clusters={n_clusters} must not exceed the number of users ({n_users}) or of "
+            f"items ({n_items}); lower n_clusters, or raise n_interactions (the default n_users "
+            "and n_items grow with it)."
+        )
+    check_scalar(cluster_affinity, "cluster_affinity", numbers.Real, min_val=0, max_val=1)
+    check_scalar(feature_noise, "feature_noise", numbers.Real, min_val=0, max_val=1)
+    check_scalar(with_features, "with_features", (bool, np.bool_))
+    max_history = max(1, n_items // 2)
+    if n_interactions > n_users * max_history:
+        raise ValueError(
+            f"n_interactions={n_interactions} does not fit {n_users} users with at most "
+            f"n_items // 2 = {max_history} items each; raise n_users or n_items, or lower "
+            "n_interactions."
+        )
+    rng = check_generator(random_state)
+
+    user_cluster = rng.permutation(np.arange(n_users) % n_clusters).astype(np.int32)
+    item_cluster = rng.permutation(np.arange(n_items) % n_clusters).astype(np.int32)
+    rank = rng.permutation(n_items) + 1.0
+    item_popularity = rank**-item_zipf
+    item_popularity /= item_popularity.sum()
+    sampler = _ClusterPopularitySampler(item_popularity, item_cluster, n_clusters,
+                                        cluster_affinity)
+
+    lengths = _history_lengths(rng, n_users, n_interactions, history_sigma, max_history)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), lengths)
+    pairs = users * n_items + sampler.draw(rng, user_cluster[users])
+    del users
+    pairs, n_dropped = _distinct_pairs(rng, pairs, n_items, user_cluster, sampler)
+    user_idx = (pairs // n_items).astype(np.int32)
+    item_idx = (pairs % n_items).astype(np.int32)
+    del pairs
+    # Pairs come sorted by (user, item); a random order within each user becomes time order
+    # (one int64 sort key, user in the high bits and random low bits: cheaper than lexsort).
+    order = np.argsort((user_idx.astype(np.int64) << 32) | rng.integers(0, 1 << 32, user_idx.size))
+    item_idx = item_idx[order]
+    del order
+    interactions = pd.DataFrame(
+        {
+            "user_id": user_idx + np.int32(1),
+            "item_id": item_idx + np.int32(1),
+            "timestamp": _increasing_times(rng, user_idx, n_users),
+        }
+    )
+    users_frame = pd.DataFrame({"user_id": np.arange(1, n_users + 1, dtype=np.int32)})
+    items_frame = pd.DataFrame({"item_id": np.arange(1, n_items + 1, dtype=np.int32)})
+    if with_features:
+        users_frame = users_frame.assign(**_implicit_user_features(rng, user_cluster, n_clusters,
+                                                                   feature_noise))
+        items_frame = items_frame.assign(**_implicit_item_features(rng, item_cluster, n_clusters,
+                                                                   feature_noise))
+    return Bunch(
+        interactions=interactions,
+        users=users_frame,
+        items=items_frame,
+        frame=_gathered_frame(interactions, users_frame, items_frame, user_idx, item_idx),
+        user_cluster=user_cluster,
+        item_cluster=item_cluster,
+        item_popularity=item_popularity,
+        cluster_affinity=float(cluster_affinity),
+        n_dropped_duplicates=n_dropped,
+        DESCR=_IMPLICIT_DESCR.format(
+            n_interactions=len(interactions), n_users=n_users, n_items=n_items,
+            history_sigma=history_sigma, item_zipf=item_zipf, n_clusters=n_clusters,
+            cluster_affinity=cluster_affinity, n_dropped=n_dropped, rounds=_MAX_REDRAW_ROUNDS,
+        ),
+    )
+
+
+def _history_lengths(rng, n_users: int, total: int, sigma: float, cap: int) -> np.ndarray:
+    """Lognormal lengths summing to about ``total``, in [1, cap], stochastically rounded.
+
+    Lengths clipped at ``cap`` give their excess to the others (a few rescaling passes), so
+    that clipping the heaviest users does not shrink the total.
+    """
+    raw = rng.lognormal(0.0, sigma, n_users)
+    scaled = raw * (total / raw.sum())
+    for _ in range(_RESCALING_PASSES):
+        clipped = scaled >= cap
+        free = total - cap * clipped.sum()
+        if not clipped.any() or free <= 0:
+            break
+        scaled = np.where(clipped, cap, raw * (free / raw[~clipped].sum()))
+    lengths = np.floor(scaled + rng.random(n_users)).astype(np.int64)
+    return np.clip(lengths, 1, cap)
+
+
+class _ClusterPopularitySampler:
+    """Draw items by popularity, from the drawer's cluster with probability ``affinity``.
+
+    Inverse-CDF sampling with one ``searchsorted`` per draw: the within-cluster CDFs are laid
+    end to end, cluster ``c`` spanning ``(c, c + 1]``, so ``c + uniform`` finds an item of
+    cluster ``c`` for every draw at once.
+    """
+
+    def __init__(self, popularity, item_cluster, n_clusters: int, affinity: float):
+        self.affinity = affinity
+        self.global_cdf = np.cumsum(popularity)
+        self.global_cdf /= self.global_cdf[-1]
+        self.by_cluster = np.argsort(item_cluster, kind="stable").astype(np.int32)
+        sizes = np.bincount(item_cluster, minlength=n_clusters)
+        self.cluster_end = np.cumsum(sizes)
+        weight = popularity[self.by_cluster]
+        running = np.cumsum(weight)
+        before = np.repeat(running[self.cluster_end - sizes] - weight[self.cluster_end - sizes],
+                           sizes)
+        within = running - before
+        self.cluster_cdf = np.repeat(np.arange(n_clusters), sizes) + within / np.repeat(
+            within[self.cluster_end - 1], sizes)
+
+    def draw(self, rng, cluster: np.ndarray) -> np.ndarray:
+        """One item index (int64) per entry of ``cluster`` (the drawer's cluster)."""
+        uniform = rng.random(cluster.size)
+        from_cluster = rng.random(cluster.size) < self.affinity
+        items = np.searchsorted(self.global_cdf, uniform, side="right")
+        own = cluster[from_cluster]
+        position = np.searchsorted(self.cluster_cdf, own + uniform[from_cluster], side="right")
+        # c + u can round up to c + 1 when u is within 2**-53 of 1.
+        position = np.minimum(position, self.cluster_end[own] - 1)
+        items[from_cluster] = self.by_cluster[position]
+        return np.minimum(items, self.global_cdf.size - 1)
+
+
+def _distinct_pairs(rng, pairs: np.ndarray, n_items: int, user_cluster, sampler):
+    """Sort ``user * n_items + item`` codes and redraw the item of each repeated code.
+
+    Returns the sorted distinct codes and how many repeats were dropped after
+    ``_MAX_REDRAW_ROUNDS`` rounds. ``pairs`` is sorted in place.
+    """
+    pairs.sort()
+    for _ in range(_MAX_REDRAW_ROUNDS):
+        repeated = np.flatnonzero(pairs[1:] == pairs[:-1]) + 1
+        if repeated.size == 0:
+            return pairs, 0
+        users = pairs[repeated] // n_items
+        pairs[repeated] = users * n_items + sampler.draw(rng, user_cluster[users])
+        # Only the redrawn codes are out of place: timsort merges the sorted runs cheaply.
+        pairs.sort(kind="stable")
+    keep = np.ones(pairs.size, dtype=bool)
+    keep[1:] = pairs[1:] != pairs[:-1]
+    return pairs[keep], int(pairs.size - keep.sum())
+
+
+def _increasing_times(rng, user_idx: np.ndarray, n_users: int) -> np.ndarray:
+    """Unix seconds strictly increasing within each user (``user_idx`` sorted, every user
+    present)."""
+    counts = np.bincount(user_idx, minlength=n_users)
+    start = _START_TIME + rng.integers(0, 365 * 86_400, n_users)
+    span = rng.uniform(*_ACTIVITY_SPAN_DAYS, n_users) * 86_400
+    mean_gap = span / np.maximum(counts, 1)
+    gaps = 1 + np.floor(rng.exponential(1.0, user_idx.size) * mean_gap[user_idx]).astype(np.int64)
+    elapsed = np.cumsum(gaps)
+    first = np.cumsum(counts) - counts  # every user has at least one row
+    elapsed -= np.repeat(elapsed[first] - gaps[first], counts)
+    elapsed += start[user_idx]
+    return elapsed
+
+
+def _categories(prefix: str, codes: np.ndarray, n_categories: int) -> pd.Categorical:
+    return pd.Categorical.from_codes(
+        codes, categories=[f"{prefix}{k}" for k in range(n_categories)])
+
+
+def _implicit_user_features(rng, cluster, n_clusters: int, noise: float) -> dict:
+    device = rng.choice(len(_N_DEVICES), size=cluster.size, p=_DEVICE_SHARES)
+    return {
+        "segment": _categories("segment_", _noisy(rng, cluster, n_clusters, noise), n_clusters),
+        "device": pd.Categorical.from_codes(device, categories=list(_N_DEVICES)),
+    }
+
+
+def _implicit_item_features(rng, cluster, n_clusters: int, noise: float) -> dict:
+    category = _noisy(rng, cluster, n_clusters, noise)
+    brands_per_category = max(1, cluster.size // (_ITEMS_PER_BRAND * n_clusters))
+    brand = category * brands_per_category + rng.integers(brands_per_category, size=cluster.size)
+    return {
+        "category": _categories("category_", category, n_clusters),
+        "brand": _categories("brand_", brand, n_clusters * brands_per_category),
+        "price": rng.lognormal(3.0, 0.8, cluster.size).astype(np.float32),
+    }
+
+
+def _gathered_frame(interactions, users, items, user_idx, item_idx) -> pd.DataFrame:
+    """What :func:`interaction_bunch` builds with two merges, by positional gathers (ids are
+    1..n, so row ``i - 1`` of ``users`` / ``items`` holds id ``i``): no hash join over
+    millions of rows, and the interaction columns are shared, not copied."""
+    return pd.concat(
+        [
+            interactions,
+            users.iloc[user_idx, 1:].reset_index(drop=True),
+            items.iloc[item_idx, 1:].reset_index(drop=True),
+        ],
+        axis=1,
+    )
