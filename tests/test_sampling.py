@@ -283,3 +283,18 @@ def test_inputs_are_validated():
         sampler.sample([0], [-1])
     with pytest.raises(ValueError, match="item_positions must be positions below 3; got 7"):
         sampler.known_positive_mask([0], [7])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.data())
+def test_known_positive_mask_equals_a_brute_force_lookup(data):
+    n_users, n_items = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 9))
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)),
+                               min_size=1, max_size=30))
+    users, items = map(np.array, zip(*pairs))
+    sampler = InBatchSampler().fit(users, items, n_items=n_items, n_users=n_users)
+    rows = np.array(data.draw(st.lists(st.integers(0, n_users - 1), min_size=1, max_size=8)))
+    columns = np.array(data.draw(st.lists(st.integers(0, n_items - 1), min_size=1, max_size=8)))
+    known = set(pairs)
+    expected = np.array([[(u, i) in known for i in columns] for u in rows])
+    np.testing.assert_array_equal(sampler.known_positive_mask(rows, columns), expected)
