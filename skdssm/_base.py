@@ -96,6 +96,13 @@ class TwoTowerBase(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    def _store_params(self, arguments: dict) -> None:
+        """The body of the estimators' ``__init__``: store every argument under its own name
+        and nothing else (sklearn's contract; checks and conversions happen in ``fit``)."""
+        for name, value in arguments.items():
+            if name != "self":
+                setattr(self, name, value)
+
     # ----------------------------------------------------------- validation
     def _check_tower_params(self) -> None:
         dims = [self.hidden_dims] + ([self.item_hidden_dims] if self.item_hidden_dims else [])

@@ -14,6 +14,7 @@ from skorch.callbacks import EpochScoring
 from torch import nn
 
 from ._base import TwoTowerBase
+from ._docstrings import fill_shared_parameters
 from ._skorch import SAMPLE_WEIGHT, ValidationSplit
 from ._utils import check_dataframe
 from .losses import binary_cross_entropy, remove_accidental_hits, sampled_softmax_loss
@@ -59,6 +60,7 @@ def _valid_roc_auc(net, X, y) -> float:
     return roc_auc_score(y, net.forward_logits(X))
 
 
+@fill_shared_parameters
 class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     """Two-tower (DSSM) model of labelled (user, item) pairs, trained through skorch.
 
@@ -75,95 +77,14 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
 
     Parameters
     ----------
-    user_col, item_col : str, default="user_id", "item_id"
-        Id columns. Ids are embedded like any categorical feature.
-    user_features, item_features : "auto" or list of str, default="auto"
-        Columns (or padded-block names) for each tower. With ``"auto"`` the remaining columns are
-        assigned by constancy; a column constant within neither id is a ValueError.
-    sequence_features : list of str, default=None
-        Columns of ordered item-id lists (or padded blocks) describing the user's behaviour.
-    embedding_dim : int, default=32
-        Width of every embedding.
-    hidden_dims : tuple of int, default=(256, 256, 256)
-        User-tower MLP widths; the last is the embedding size.
-    item_hidden_dims : tuple of int, default=None
-        Item-tower MLP widths (a lighter tower, design 1); None uses ``hidden_dims``.
-    activation : {"relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"}, default="tanh"
-    batch_norm : bool, default=False
-        BatchNorm after each hidden Linear.
-    dropout : float, default=0.2
-    dropout_position : {"after", "before"}, default="before"
-        Dropout after each hidden activation, or before each Linear (design 2's fourth structure).
-    init : {"default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform", "orthogonal"}
-        Initialisation of the Linear weights ("default" keeps PyTorch's).
-    activate_output : bool, default=False
-        Apply BatchNorm/activation to the last layer too (design 2's structures do; off by default
-        because an activation right before L2 normalisation restricts the embedding space).
-    normalize : bool, default=True
-        L2-normalise both towers' outputs (dot product = cosine).
-    temperature : float, default=0.1
-        Logits are ``cosine / temperature``.
-    ensemble_size : int, default=1
-        Number of independently initialised user/item tower pairs trained side by side on the
-        same mini-batches, each on its own loss (a deep ensemble in one net). Embeddings are the
-        members' embeddings concatenated and divided by ``sqrt(ensemble_size)``, so a dot
-        product (and every logit, top-k and index query) is the mean of the members' scores and
-        embeddings stay unit-norm. It averages away run-to-run variance at ``ensemble_size``
-        times the compute and parameters; early stopping watches the ensemble's score.
-    n_heads, n_attention_layers : int, default=2, 1
-        Self-attention over ``sequence_features``.
-    max_sequence_length : int, default=50
-        Longer sequences keep their most recent items.
+    %(shared_parameters)s
     loss : {"bce", "softmax"}, default="bce"
         ``"bce"``: BCE with logits on each pair. ``"softmax"``: cross-entropy of each positive pair
         against the other items in the batch.
-    max_epochs, batch_size, lr : int, int, float, default=40, 512, 3e-3
-        The defaults (with dropout 0.2 before each Linear) were chosen on MovieLens-100K
-        validation data; early stopping usually ends training well before ``max_epochs``.
-    optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
-    weight_decay : float, default=0.0
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows (stratified), score ROC AUC on them each epoch
         and stop after ``n_iter_no_change`` epochs without improvement, restoring the best weights
         (skorch ``EarlyStopping``).
-    validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=3
-    refit : bool, default=False
-        With ``early_stopping``: once early stopping has chosen the number of epochs
-        (``best_epoch_``), train a fresh model with the same parameters and seed on every row,
-        the validation rows included, for that many epochs, and serve it (as GridSearchCV's
-        ``refit`` does for the best parameters). The held-out rows are then learned too, at
-        about twice the fit time. ``history_`` is the refit's, ``validation_history_`` the
-        early-stopped run's. A ``"cosine"`` schedule anneals over ``best_epoch_`` epochs in the
-        refit, and ``"plateau"`` watches its training loss.
-    lr_schedule : {"cosine", "plateau"}, skorch callback or None, default=None
-        A skorch ``LRScheduler``: ``"cosine"`` anneals the learning rate to 0 over
-        ``max_epochs``; ``"plateau"`` halves it whenever the score early stopping watches (valid
-        AUC here, valid Recall@k in :class:`TwoTowerRetriever`) has not improved for two epochs
-        (the training loss when ``early_stopping=False``). The learning rate of each epoch is
-        recorded in ``history_`` as ``event_lr``.
-    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-    id_dropout : float, default=0.0
-        Probability of hiding a user or item id (replacing it by the out-of-vocabulary code)
-        during training, so that ids unseen in fit are served from their features.
-    mixed_precision : {"bf16", "fp16"} or None, default=None
-        Train and predict under ``torch.autocast`` ("fp16" needs CUDA and adds a gradient scaler).
-    gradient_checkpointing : bool, default=False
-        Recompute tower activations in the backward pass (less memory, more compute).
-    verbose : int, default=0
-        ``>= 1`` shows a progress bar and the per-epoch table (loss, valid AUC).
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    index : {"auto", "hnsw", "exact"} or index object, default="auto"
-        Nearest-neighbour index built over the item embeddings after fit, which serves
-        ``predict_topk`` and ``kneighbors`` (:mod:`skdssm.neighbors`). ``"auto"`` uses exact
-        search below ``skdssm.neighbors.EXACT_CROSSOVER`` items (measured) and HNSW from there on.
-        An object such as ``HNSWIndex(M=32, target_recall=0.995)`` configures the index (its
-        parameters grid-search as ``index__M``); the fitted copy is ``index_``. HNSW's
-        ``ef_search`` is tuned on the embeddings of the training users unless given; its
-        ``random_state`` defaults to this estimator's.
-    random_state : int, RandomState or None, default=None
-        Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
-        identical predictions.
 
     Attributes
     ----------
@@ -189,6 +110,12 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     index_ : ExactIndex or HNSWIndex
         Index over ``item_embeddings_`` (rows aligned with ``item_ids_``); pickles with the
         estimator. ``index_.recall_`` is the recall@10 measured when it was tuned.
+
+    Notes
+    -----
+    The defaults (Tanh ``hidden_dims=(256, 256, 256)``, dropout 0.2 before each Linear, lr 3e-3,
+    batch 512, at most 40 epochs with early stopping on validation AUC) were chosen on
+    MovieLens-100K validation data (benchmarks/RESULTS.md).
 
     Examples
     --------
@@ -217,45 +144,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
                  index="auto", random_state=None):
-        self.user_col = user_col
-        self.item_col = item_col
-        self.user_features = user_features
-        self.item_features = item_features
-        self.sequence_features = sequence_features
-        self.embedding_dim = embedding_dim
-        self.hidden_dims = hidden_dims
-        self.item_hidden_dims = item_hidden_dims
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.dropout = dropout
-        self.dropout_position = dropout_position
-        self.init = init
-        self.activate_output = activate_output
-        self.normalize = normalize
-        self.temperature = temperature
-        self.ensemble_size = ensemble_size
-        self.n_heads = n_heads
-        self.n_attention_layers = n_attention_layers
-        self.max_sequence_length = max_sequence_length
-        self.loss = loss
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.refit = refit
-        self.lr_schedule = lr_schedule
-        self.callbacks = callbacks
-        self.id_dropout = id_dropout
-        self.mixed_precision = mixed_precision
-        self.gradient_checkpointing = gradient_checkpointing
-        self.verbose = verbose
-        self.device = device
-        self.index = index
-        self.random_state = random_state
+        self._store_params(locals())
 
     def _check_y(self, X: pd.DataFrame, y) -> np.ndarray:
         if y is None:

@@ -16,6 +16,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ._base import TwoTowerBase, embed, exact_topk
+from ._docstrings import fill_shared_parameters
 from ._features import (
     CANDIDATE_LOG_Q,
     CANDIDATE_POSITION,
@@ -168,6 +169,7 @@ class FullRankingRecall(Callback):
         self.best_ = max(self.best_, score)
 
 
+@fill_shared_parameters
 class TwoTowerRetriever(TwoTowerBase):
     """Two-tower retrieval model trained on positive interactions only, with sampled negatives.
 
@@ -178,8 +180,7 @@ class TwoTowerRetriever(TwoTowerBase):
 
     Parameters
     ----------
-    user_col, item_col, user_features, item_features, sequence_features
-        As in :class:`DSSMRecommender`.
+    %(shared_parameters)s
     time_col : str, default="timestamp"
         Event time; used to build behaviour histories (``user_representation="sequence"``) and
         never used as a feature.
@@ -230,16 +231,6 @@ class TwoTowerRetriever(TwoTowerBase):
         about 0.008 Recall@10, on every seed tried (benchmarks/RESULTS.md).
     eval_k : int, default=10
         k of the validation Recall@k that drives early stopping (``valid_recall_at_{k}``).
-    embedding_dim, hidden_dims, item_hidden_dims, activation, batch_norm, dropout,
-    dropout_position, init, activate_output, normalize, temperature, ensemble_size, n_heads,
-    n_attention_layers, max_sequence_length, max_epochs, batch_size, lr, optimizer,
-    weight_decay, refit, lr_schedule, callbacks, id_dropout, mixed_precision,
-    gradient_checkpointing, verbose, device, index, random_state
-        As in :class:`DSSMRecommender`, with retrieval defaults: ReLU ``hidden_dims=(256, 256,
-        128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``, ``lr=3e-3``,
-        ``optimizer="adamw"`` with ``weight_decay=0.01`` (design 5), ``max_epochs=50``. They were
-        chosen on MovieLens-100K (benchmarks/RESULTS.md): heavy dropout and a higher temperature
-        than the usual 0.05 give the best Recall@10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (default 0.05) of the positives of each user with >= 5
         of them, rank the whole catalogue for those users after every epoch (excluding their
@@ -263,6 +254,14 @@ class TwoTowerRetriever(TwoTowerBase):
     bag_builder_ : HistoryBuilder
         With ``user_representation="bag"``: the leave-one-out builder of the users' bags,
         fitted on every positive row.
+
+    Notes
+    -----
+    The tower and training defaults differ from :class:`DSSMRecommender`'s: ReLU
+    ``hidden_dims=(256, 256, 128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``,
+    ``lr=3e-3``, ``optimizer="adamw"`` with ``weight_decay=0.01`` (design 5). They were chosen on
+    MovieLens-100K (benchmarks/RESULTS.md): heavy dropout and a higher temperature than the usual
+    0.05 give the best Recall@10.
 
     Examples
     --------
@@ -304,54 +303,7 @@ class TwoTowerRetriever(TwoTowerBase):
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
                  index="auto", random_state=None):
-        self.user_col = user_col
-        self.item_col = item_col
-        self.user_features = user_features
-        self.item_features = item_features
-        self.sequence_features = sequence_features
-        self.time_col = time_col
-        self.user_representation = user_representation
-        self.item_id_embedding = item_id_embedding
-        self.history_bag_size = history_bag_size
-        self.rating_transform = rating_transform
-        self.embedding_dim = embedding_dim
-        self.hidden_dims = hidden_dims
-        self.item_hidden_dims = item_hidden_dims
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.dropout = dropout
-        self.dropout_position = dropout_position
-        self.init = init
-        self.activate_output = activate_output
-        self.normalize = normalize
-        self.temperature = temperature
-        self.ensemble_size = ensemble_size
-        self.n_heads = n_heads
-        self.n_attention_layers = n_attention_layers
-        self.max_sequence_length = max_sequence_length
-        self.loss = loss
-        self.negative_sampler = negative_sampler
-        self.logq_correction = logq_correction
-        self.symmetric = symmetric
-        self.eval_k = eval_k
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.refit = refit
-        self.lr_schedule = lr_schedule
-        self.callbacks = callbacks
-        self.id_dropout = id_dropout
-        self.mixed_precision = mixed_precision
-        self.gradient_checkpointing = gradient_checkpointing
-        self.verbose = verbose
-        self.device = device
-        self.index = index
-        self.random_state = random_state
+        self._store_params(locals())
 
     # ------------------------------------------------------------ targets
     def _row_weights(self, X: pd.DataFrame, y, sample_weight) -> np.ndarray | None:

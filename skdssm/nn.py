@@ -36,6 +36,22 @@ INITIALIZERS = {
 }
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask thresholds ``torch.rand`` instead of calling ``bernoulli_``.
+
+    Same distribution and scaling; torch's CPU ``bernoulli_`` took twice as long as ``rand``
+    plus a comparison here and was 15% of a training epoch (benchmarks/RESULTS.md). Other
+    devices keep torch's fused kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = torch.rand(x.shape, dtype=x.dtype if x.is_floating_point() else torch.float32,
+                          device=x.device) >= self.p
+        return x * keep / (1.0 - self.p)
+
+
 def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=0.0,
              dropout_position="after", activate_output=False, init="default") -> nn.Sequential:
     """Stack ``Linear`` layers of widths ``dims``; the last one is linear unless ``activate_output``.
@@ -49,7 +65,7 @@ def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=
     for i, width in enumerate(dims):
         is_output = i == len(dims) - 1
         if dropout and dropout_position == "before":
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         linear = nn.Linear(in_dim, width)
         if INITIALIZERS[init] is not None:
             INITIALIZERS[init](linear.weight)
@@ -60,7 +76,7 @@ def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=
                 layers.append(nn.BatchNorm1d(width))
             layers.append(ACTIVATIONS[activation]())
             if dropout and dropout_position == "after" and not is_output:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
         in_dim = width
     return nn.Sequential(*layers)
 

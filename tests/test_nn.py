@@ -119,3 +119,18 @@ def test_ensemble_logits_are_the_mean_of_independent_members():
     member_logits = torch.stack([module.score(u, i) for u, i in zip(users, items)])
     torch.testing.assert_close(logits, member_logits.mean(0))
     assert not torch.allclose(users[0], users[1])
+
+
+def test_cpu_dropout_keeps_the_expected_share_and_scale():
+    from skdssm.nn import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.4)
+    x = torch.ones(200, 500)
+    out = layer(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.6) < 0.01
+    torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 1 / 0.6))
+    assert abs(out.mean().item() - 1.0) < 0.02  # unbiased, as nn.Dropout
+    layer.eval()
+    assert torch.equal(layer(x), x)
