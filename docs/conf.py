@@ -42,15 +42,13 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
-                    "auto_examples/*.py", "auto_examples/*.zip"]
+exclude_patterns = ["_build"]
 
 # API reference: one page per public class or function, generated from the numpydoc docstrings.
 autosummary_generate = True
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "none"  # the numpydoc Parameters sections already give the types
-numpydoc_show_class_members = False  # the class template lists the members itself
-numpydoc_class_members_toctree = False
+numpydoc_show_class_members = False  # autodoc documents the members (class template)
 
 # User guide pages are MyST markdown; anchors let pages link to each other's sections.
 myst_heading_anchors = 3
@@ -65,11 +63,8 @@ sphinx_gallery_conf = {
     "doc_module": ("skdssm",),
     "backreferences_dir": "generated/backreferences",
     "download_all_examples": False,
-    "remove_config_comments": True,
-    "matplotlib_animations": False,
 }
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skdssm {release}"
-html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
-html_static_path: list[str] = []
+html_theme_options = {"show_toc_level": 2}
