@@ -1,4 +1,6 @@
-"""Design 4 without Yelp: a content-only two-tower model over OSM-like geo features.
+"""
+Design 4 without Yelp: a content-only two-tower model over OSM-like geo features
+================================================================================
 
 Restaurants are described by heavy-tailed counts, lengths and areas of POIs, roads, buildings...
 within 100/200/500 m (``make_geo_interactions``). The pipeline scales them with sklearn's own
@@ -13,12 +15,17 @@ Usage::
 
     python examples/geo_two_tower.py [--n-users 1000] [--n-items 800] [--random-state 0]
 
+``--quick`` (well under a minute) uses 500 users, 400 restaurants and at most 20 epochs per
+model. The documentation's gallery runs the quick mode (``SKDSSM_GALLERY=1``).
+
 Prints a table and saves ``examples/out/geo_two_tower.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,13 +43,19 @@ from skdssm.pipeline import make_pipeline
 
 METRICS = {"Recall@10": recall_at_k, "Precision@10": precision_at_k,
            "HitRate@10": hit_rate_at_k, "NDCG@10": ndcg_at_k}
+FULL = {"n_users": 1000, "n_items": 800, "max_epochs": 40}
+QUICK = {"n_users": 500, "n_items": 400, "max_epochs": 20}
+# sphinx-gallery runs the examples without arguments and without __file__; docs/conf.py sets
+# SKDSSM_GALLERY=1 so that they take the quick path.
+GALLERY = os.environ.get("SKDSSM_GALLERY") == "1"
+HERE = Path(globals().get("__file__", sys.argv[0])).resolve().parent
 
 
-def retriever(loss: str, seed: int) -> TwoTowerRetriever:
+def retriever(loss: str, seed: int, max_epochs: int = 40) -> TwoTowerRetriever:
     return TwoTowerRetriever(user_representation="profile", item_id_embedding=False,
                              rating_transform="center", loss=loss, negative_sampler="uniform",
                              hidden_dims=(64, 32), embedding_dim=16,
-                             temperature=0.1, lr=3e-3, max_epochs=40, early_stopping=True,
+                             temperature=0.1, lr=3e-3, max_epochs=max_epochs, early_stopping=True,
                              random_state=seed)
 
 
@@ -58,15 +71,24 @@ def make_column_list(frame: pd.DataFrame) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-users", type=int, default=1000)
-    parser.add_argument("--n-items", type=int, default=800)
+    parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0])
+    parser.add_argument("--n-users", type=int, default=None,
+                        help=f"default {FULL['n_users']} ({QUICK['n_users']} with --quick)")
+    parser.add_argument("--n-items", type=int, default=None,
+                        help=f"default {FULL['n_items']} ({QUICK['n_items']} with --quick)")
     parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "out"))
+    parser.add_argument("--quick", action="store_true", default=GALLERY,
+                        help=f"at most {QUICK['max_epochs']} epochs instead of "
+                             f"{FULL['max_epochs']}, smaller data (default when SKDSSM_GALLERY=1)")
+    parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    n_users, n_items = args.n_users or sizes["n_users"], args.n_items or sizes["n_items"]
+    max_epochs = sizes["max_epochs"]
+    if args.quick:
+        print(f"--quick: n_users={n_users}, n_items={n_items}, max_epochs={max_epochs}\n")
 
-    data = make_geo_interactions(n_users=args.n_users, n_items=args.n_items,
-                                 random_state=args.random_state)
+    data = make_geo_interactions(n_users=n_users, n_items=n_items, random_state=args.random_state)
     frame = data.frame
     train_rows, test_rows = next(UserHoldoutSplit(test_size=0.2, random_state=0).split(frame))
     train, test = frame.iloc[train_rows], frame.iloc[test_rows]
@@ -79,9 +101,9 @@ def main() -> None:
 
     models = {
         "popularity": PopularityRecommender(),
-        "BCE, scaled": scaled(retriever("bce", args.random_state)),
-        "BPR, scaled": scaled(retriever("bpr", args.random_state)),
-        "BCE, unscaled": retriever("bce", args.random_state),
+        "BCE, scaled": scaled(retriever("bce", args.random_state, max_epochs)),
+        "BPR, scaled": scaled(retriever("bpr", args.random_state, max_epochs)),
+        "BCE, unscaled": retriever("bce", args.random_state, max_epochs),
     }
     rows = []
     for name, model in models.items():

@@ -43,7 +43,7 @@ class UserProfileEncoder(FrameTransformer):
     positive : None, str, int or callable, default=None
         Which rows count: None for all; a column whose rows ``> 0`` (or True) count; or a
         callable ``X -> boolean mask`` such as ``lambda X: X["rating"] >= 4``.
-    prefix : str, default="profile_"
+    prefix : str, default="profile\\_"
         Prefix of the appended column names.
     leave_one_out : bool, default=True
         Whether :meth:`fit_transform` gives positive training rows leave-one-out profiles.
