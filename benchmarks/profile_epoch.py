@@ -8,6 +8,7 @@ gathering the users' histories (``UserInputs``), drawing negatives with their lo
 Usage::
 
     python benchmarks/profile_epoch.py --data-home ../shared/data [--threads 1] ['{"batch_size": 1024}']
+    python benchmarks/profile_epoch.py --synthetic 1000000 --threads 2
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import defaultdict
 import torch
 
 from skdssm import TwoTowerRetriever
+from skdssm.datasets import make_implicit_interactions
 from skdssm._skorch import BatchLoader, InteractionDataset
 from skorch.callbacks import Callback
 
@@ -74,9 +76,14 @@ def main() -> None:
                         help="JSON object of TwoTowerRetriever parameters")
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="profile on make_implicit_interactions(N) instead of MovieLens")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train, _, _ = load_split(args.data_home)
+    if args.synthetic:
+        train = make_implicit_interactions(args.synthetic, random_state=0).frame
+    else:
+        train, _, _ = load_split(args.data_home)
     seconds = profile(TwoTowerRetriever(random_state=0, **json.loads(args.spec)), train)
     total = sum(seconds.values())
     print(f"| phase | seconds | share |\n|---|---|---|")

@@ -413,9 +413,9 @@ class TwoTowerRetriever(TwoTowerBase):
         items = pd.Index(self.item_ids_).get_indexer(pd.Index(history[self.item_col].to_numpy(dtype=object)))
         unknown = (rows >= 0) & (items < 0)
         if unknown.any():
+            first = history[self.item_col].to_numpy()[unknown][:1].tolist()[0]
             warnings.warn(f"{int(unknown.sum())} history row(s) name items unknown to the model "
-                          f"(first: {history[self.item_col].to_numpy()[unknown][0]!r}); they are "
-                          "ignored.", UserWarning, stacklevel=3)
+                          f"(first: {first!r}); they are ignored.", UserWarning, stacklevel=5)
         given = np.zeros(len(query_users), dtype=bool)
         given[rows[rows >= 0]] = True
         keep = (rows >= 0) & (items >= 0)
