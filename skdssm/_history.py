@@ -88,6 +88,16 @@ class UserHistories:
         return UserHistories(indptr, self.items[events],
                              None if self.times is None else self.times[events])
 
+    @staticmethod
+    def stack(first: UserHistories, second: UserHistories) -> UserHistories:
+        """Row by row, ``first``'s events then ``second``'s (in time order when timed); both
+        hold the same rows."""
+        rows = np.arange(first.n_users)
+        users = np.concatenate([np.repeat(rows, first.lengths()), np.repeat(rows, second.lengths())])
+        times = None if first.times is None else np.concatenate([first.times, second.times])
+        return UserHistories.from_events(users, np.concatenate([first.items, second.items]),
+                                         first.n_users, times)
+
     def ends_before(self, users: np.ndarray, times: np.ndarray) -> np.ndarray:
         """One past each row's last event strictly before its time (the user's end when the
         time is missing): the sequence of a row never holds its own or later interactions."""

@@ -402,10 +402,14 @@ class TwoTowerRetriever(TwoTowerBase):
                              "'sequence' or 'profile' to serve users from their history.")
         history = check_dataframe(history, what="history")
         check_columns(history, [self.user_col, self.item_col], what="history")
-        times = self._times(history, what="history")
-        if times is None and self.histories_.times is not None and len(history):
-            raise ValueError(f"history has no column {self.time_col!r}; the model orders "
-                             "histories by time, so pass each event's time.")
+        times = None
+        if self.histories_.times is not None:
+            if self.time_col not in history.columns:
+                raise ValueError(
+                    f"Column {self.time_col!r} is missing from history; the model orders "
+                    f"histories by time, so pass each event's time. history has columns "
+                    f"{list(history.columns)}.")
+            times = self._times(history)
         ids = users[self.user_col] if isinstance(users, pd.DataFrame) else pd.Series(
             np.asarray(users, dtype=object))
         query_codes, query_users = pd.factorize(ids.to_numpy(dtype=object))
@@ -416,21 +420,14 @@ class TwoTowerRetriever(TwoTowerBase):
             first = history[self.item_col].to_numpy()[unknown][:1].tolist()[0]
             warnings.warn(f"{int(unknown.sum())} history row(s) name items unknown to the model "
                           f"(first: {first!r}); they are ignored.", UserWarning, stacklevel=5)
-        given = np.zeros(len(query_users), dtype=bool)
-        given[rows[rows >= 0]] = True
         keep = (rows >= 0) & (items >= 0)
-        folded = UserHistories.from_events(rows[keep], items[keep], len(query_users),
-                                           None if times is None else times[keep])
-        use_given = given[query_codes]
-        stored = self.histories_.take(np.where(use_given, -1, positions))
-        supplied = folded.take(np.where(use_given, query_codes, -1))
-        row_of = np.concatenate([np.repeat(np.arange(len(positions)), stored.lengths()),
-                                 np.repeat(np.arange(len(positions)), supplied.lengths())])
-        times_of = (None if stored.times is None or (supplied.times is None and len(supplied.items))
-                    else np.concatenate([stored.times, supplied.times if supplied.times is not None
-                                         else stored.times[:0]]))
-        merged = UserHistories.from_events(row_of, np.concatenate([stored.items, supplied.items]),
-                                           len(positions), times_of)
+        given = UserHistories.from_events(rows[keep], items[keep], len(query_users),
+                                          None if times is None else times[keep])
+        # A query user named in history (even by unknown items only) is described by it alone.
+        replaced = np.isin(query_codes, rows)
+        supplied = given.take(np.where(replaced, query_codes, -1))
+        merged = UserHistories.stack(self.histories_.take(np.where(replaced, -1, positions)),
+                                     supplied)
         return merged, supplied.matrix(len(self.item_ids_)).astype(bool)
 
     def _user_queries(self, users, history=None):

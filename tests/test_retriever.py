@@ -522,7 +522,7 @@ def test_unknown_history_items_are_ignored_with_a_count(data):
     with pytest.warns(UserWarning, match="2 history row"):
         folded = model.transform_users([user], history=history)
     np.testing.assert_allclose(folded, model.transform_users([user], history=history.head(1)))
-    with pytest.raises(ValueError, match="history has no column 'timestamp'"):
+    with pytest.raises(ValueError, match="Column .timestamp. is missing from history"):
         model.transform_users([user], history=history.drop(columns="timestamp"))
     with pytest.raises(ValueError, match="user_representation='id'"):
         TwoTowerRetriever(user_representation="id", **dict(FAST, max_epochs=1)).fit(
