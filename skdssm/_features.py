@@ -1,5 +1,9 @@
 """DataFrame -> named arrays for the towers: column roles, kinds, vocabularies, OOV and padding.
 
+Rows are addressed by position only (``iloc``, numpy arrays), never by index label, so frames
+with repeated or unsortable index labels encode like any other; error messages give both the
+position and the label of the first offending row.
+
 Everything here is learned in :meth:`FeatureEncoder.fit` (called from the estimators' ``fit``), so
 vocabularies never leak across cross-validation folds.
 
@@ -44,6 +48,9 @@ KNOWN_POSITIVE = "meta:known_positive"  # (B, B + S): candidate is a known posit
 USER_LOG_Q = "meta:user_log_q"  # log q of each row's user (symmetric softmax), (B,)
 BLOCK_PATTERN = re.compile(r"^(?P<base>.+)\[(?P<pos>\d+)\]$")
 KINDS = ("categorical", "dense", "multi", "sequence")
+LIST_TYPES = (list, tuple, np.ndarray)
+# Towers compute in float32: a finite float64 beyond this becomes inf there, and NaN downstream.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -103,12 +110,47 @@ def column_groups(columns) -> dict:
 
 
 def _is_list_cell(value) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray))
+    return isinstance(value, LIST_TYPES)
 
 
 def _first_valid(series: pd.Series):
-    idx = series.first_valid_index()
-    return None if idx is None else series.loc[idx]
+    valid = series.notna().to_numpy()
+    return series.iloc[int(valid.argmax())] if valid.any() else None
+
+
+def _row(series: pd.Series, position: int) -> str:
+    return f"position {position} (index label {series.index[position]!r})"
+
+
+def _holds_lists(series: pd.Series) -> bool:
+    """Whether any cell is a list: such a column is multi-valued, whatever its first cell."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return False
+    if _is_list_cell(_first_valid(series)):
+        return True
+    # Columns of plain scalars are recognised without visiting each cell in Python.
+    return pd.api.types.infer_dtype(series, skipna=True).startswith("mixed") and bool(
+        series.map(_is_list_cell).any()
+    )
+
+
+def _check_list_cells(series: pd.Series) -> None:
+    """Raise a ValueError naming the column and the first cell that is not a list."""
+    # ``type`` is a C call (several times faster than isinstance through map); the rare
+    # list subclasses it misses are rechecked one by one.
+    is_list = series.map(type).isin(LIST_TYPES).to_numpy() | series.isna().to_numpy()
+    others = np.flatnonzero(~is_list)
+    is_list[others] = [_is_list_cell(series.iloc[i]) for i in others]
+    bad = np.flatnonzero(~is_list)
+    if bad.size:
+        value = series.iloc[bad[0]]
+        raise ValueError(
+            f"Column {series.name!r} holds lists, but {bad.size} of its cells are not lists; the "
+            f"first, at {_row(series, bad[0])}, is the {type(value).__name__} {value!r}. Every "
+            "cell of a multi-valued column must be a list, tuple or array: split joined "
+            f"strings first (e.g. X[{series.name!r}].str.split('|')), or pad the column with "
+            f"skdssm.preprocessing.MultiHotPadder(columns=[{series.name!r}]), which reads both."
+        )
 
 
 def infer_kind(frame: pd.DataFrame, name: str, columns: tuple, is_block: bool) -> str:
@@ -123,7 +165,7 @@ def infer_kind(frame: pd.DataFrame, name: str, columns: tuple, is_block: bool) -
         return "categorical"
     if pd.api.types.is_float_dtype(dtype):
         return "dense"
-    if pd.api.types.is_object_dtype(dtype) and _is_list_cell(_first_valid(series)):
+    if _holds_lists(series):
         return "multi"
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         return "categorical"
@@ -135,34 +177,40 @@ def infer_kind(frame: pd.DataFrame, name: str, columns: tuple, is_block: bool) -
 
 
 def check_no_missing(frame: pd.DataFrame, feature: Feature) -> None:
-    """Missing and infinite values are an error for every kind except padding inside blocks."""
+    """Missing, infinite and beyond-float32 values are an error for every kind except padding
+    inside blocks."""
     if feature.is_block:
         return
-    missing = frame[feature.columns[0]].isna().to_numpy()
-    if missing.any():
-        first = frame.index[np.flatnonzero(missing)[0]]
-        raise ValueError(
-            f"Column {feature.name!r} contains {int(missing.sum())} missing value(s) (first at "
-            f"index {first!r}); fill or drop them before calling the estimator."
-        )
     series = frame[feature.columns[0]]
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        raise ValueError(
+            f"Column {feature.name!r} contains {missing.size} missing value(s) (first at "
+            f"{_row(series, missing[0])}); fill or drop them before calling the estimator."
+        )
     if pd.api.types.is_float_dtype(series.dtype):
         # An infinite dense value turns every logit into NaN without any error from torch.
-        infinite = np.isinf(series.to_numpy(dtype=np.float64))
-        if infinite.any():
-            first = frame.index[np.flatnonzero(infinite)[0]]
+        values = series.to_numpy(dtype=np.float64)
+        infinite = np.flatnonzero(np.isinf(values))
+        if infinite.size:
             raise ValueError(
-                f"Column {feature.name!r} contains {int(infinite.sum())} infinite value(s) (first "
-                f"at index {first!r}); replace or drop them before calling the estimator."
+                f"Column {feature.name!r} contains {infinite.size} infinite value(s) (first at "
+                f"{_row(series, infinite[0])}); replace or drop them before calling the estimator."
+            )
+        too_large = np.flatnonzero(np.abs(values) > FLOAT32_MAX)
+        if too_large.size:
+            raise ValueError(
+                f"Column {feature.name!r} contains {too_large.size} value(s) beyond the float32 "
+                f"range (|x| <= {FLOAT32_MAX:.4g}), first {values[too_large[0]]:.4g} at "
+                f"{_row(series, too_large[0])}; the towers compute in float32, where these are "
+                "infinite. Rescale the column (e.g. np.log1p or StandardScaler) or drop those rows."
             )
 
 
 def _row_hash(frame: pd.DataFrame, columns: tuple) -> np.ndarray:
     """A uint64 key per row that is equal for equal cells; list cells hashed element-wise."""
     sub = frame[list(columns)]
-    if len(columns) == 1 and pd.api.types.is_object_dtype(sub.iloc[:, 0].dtype) and _is_list_cell(
-        _first_valid(sub.iloc[:, 0])
-    ):
+    if len(columns) == 1 and _holds_lists(sub.iloc[:, 0]):
         values, rows, positions, lengths = explode_lists(sub.iloc[:, 0])
         hashed = pd.util.hash_array(values.astype(str).astype(object))
         mixed = hashed * (positions.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
@@ -179,7 +227,11 @@ def constant_within(frame: pd.DataFrame, columns: tuple, group_codes: np.ndarray
 
 
 def explode_lists(series: pd.Series):
-    """Flatten list cells: (values, row of each value, position within its row, lengths)."""
+    """Flatten list cells: (values, row of each value, position within its row, lengths).
+
+    Raises a ValueError naming the column and the first cell that is not a list.
+    """
+    _check_list_cells(series)
     lengths = series.str.len().fillna(0).to_numpy(dtype=np.int64)
     exploded = series.reset_index(drop=True).explode()
     keep = np.repeat(lengths > 0, np.maximum(lengths, 1))
@@ -352,6 +404,7 @@ class FeatureEncoder:
                 if feature.is_block:
                     feature.max_len = len(feature.columns)
                 else:
+                    _check_list_cells(X[feature.columns[0]])
                     lengths = X[feature.columns[0]].str.len().to_numpy()
                     feature.max_len = int(min(max(lengths.max(initial=0), 1),
                                               self.max_sequence_length))

@@ -216,7 +216,7 @@ class TopKScorer:
         if missing:
             raise ValueError(f"Column {missing[0]!r} is missing from X; X has columns "
                              f"{list(X.columns)}. Set user_col / item_col of make_topk_scorer.")
-        truth = X if y is None else X[np.asarray(y) > self.threshold]
+        truth = X if y is None else X[self._relevant(estimator, y, len(X))]
         users = pd.unique(truth[self.user_col])
         catalogue = getattr(estimator, "item_ids_", None)
         k = self.k if catalogue is None else min(self.k, len(catalogue))
@@ -225,6 +225,26 @@ class TopKScorer:
         recommended = estimator.predict_topk(users, k=k, exclude_seen=True)
         return METRICS[self.metric](truth, recommended, users=users, user_col=self.user_col,
                                     item_col=self.item_col)
+
+    def _relevant(self, estimator, y, n_rows: int) -> np.ndarray:
+        """Boolean mask of the relevant rows: numeric ``y > threshold``, else the positive class."""
+        y = np.asarray(y)
+        if y.shape != (n_rows,):
+            raise ValueError(f"y must be 1-D with one label per row of X; got shape {y.shape} for "
+                             f"{n_rows} rows.")
+        if y.dtype.kind in "biuf":
+            return y > self.threshold
+        # Labels such as "liked"/"disliked" cannot be compared with a threshold: a binary
+        # classifier (DSSMRecommender) names its positive class in classes_[1].
+        classes = getattr(estimator, "classes_", None)
+        if classes is None or len(classes) != 2:
+            raise ValueError(
+                f"y holds non-numeric labels (dtype {y.dtype}, e.g. {y[:3].tolist()}), so "
+                f"relevance cannot be y > threshold, and {type(estimator).__name__} has no two "
+                "classes_ to take the positive class classes_[1] from. Pass numeric y (e.g. 1 "
+                "for relevant, 0 otherwise)."
+            )
+        return y == classes[1]
 
     def __repr__(self) -> str:
         return f"make_topk_scorer({self.metric!r}, k={self.k})"
@@ -236,9 +256,11 @@ def make_topk_scorer(metric: str, k: int = 10, user_col="user_id", item_col="ite
 
     The scorer treats the rows of the fold it is given as the held-out ground truth (only rows
     with ``y > threshold`` when ``y`` is passed, e.g. the positive labels of
-    :class:`~skdssm.DSSMRecommender`), asks the fitted estimator for the top ``k`` items of each
-    of their users with ``exclude_seen=True`` (so the items of the training fold are left out
-    and the held-out ones are not), and returns the metric. Greater is better.
+    :class:`~skdssm.DSSMRecommender`; non-numeric labels such as ``"liked"`` count as relevant
+    when they equal the estimator's positive class ``classes_[1]``), asks the fitted estimator
+    for the top ``k`` items of each of their users with ``exclude_seen=True`` (so the items of
+    the training fold are left out and the held-out ones are not), and returns the metric.
+    Greater is better.
 
     Parameters
     ----------
@@ -247,7 +269,7 @@ def make_topk_scorer(metric: str, k: int = 10, user_col="user_id", item_col="ite
         Capped at the catalogue size of the fitted estimator.
     user_col, item_col : str, default="user_id", "item_id"
     threshold : float, default=0
-        With ``y`` given, rows with ``y > threshold`` are relevant.
+        With numeric ``y`` given, rows with ``y > threshold`` are relevant.
 
     Returns
     -------

@@ -14,9 +14,9 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from ._utils import check_columns, check_dataframe, check_generator
+from .utils._sklearn_compat import Interval, validate_parameter_constraints
 
 
 def user_holdout_rows(user_codes: np.ndarray, fraction: float, rng: np.random.Generator,

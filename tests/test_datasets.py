@@ -70,8 +70,19 @@ def zip_folder(folder: Path, zip_path: Path, extra: dict[str, str] | None = None
     return hashlib.sha256(zip_path.read_bytes()).hexdigest()
 
 
+def expect_rows(monkeypatch, variant: str, rows: dict[str, int]) -> None:
+    """Make the fake files below count as complete: the loader checks published row counts."""
+    entry = {**_movielens.ARCHIVES[variant], "rows": rows}
+    monkeypatch.setitem(_movielens.ARCHIVES, variant, entry)
+
+
 @pytest.fixture
-def fake_archive(tmp_path, monkeypatch):
+def fake_100k_rows(monkeypatch):
+    expect_rows(monkeypatch, "100k", {"u.data": 4, "u.user": 3, "u.item": 3})
+
+
+@pytest.fixture
+def fake_archive(tmp_path, monkeypatch, fake_100k_rows):
     """A local ml-100k.zip served from a file:// URL in place of GroupLens."""
     source = write_fake_100k(tmp_path / "source")
     zip_path = tmp_path / "ml-100k.zip"
@@ -119,6 +130,7 @@ def test_movielens_100k_real_shapes_and_dtypes(movielens_home):
 # --------------------------------------------------------------------------- MovieLens parsers
 
 
+@pytest.mark.usefixtures("fake_100k_rows")
 def test_100k_parser_on_fake_files(tmp_path):
     write_fake_100k(tmp_path)
     ml = fetch_movielens("100k", data_home=tmp_path, download=False)
@@ -135,13 +147,15 @@ def test_100k_parser_on_fake_files(tmp_path):
     assert ml.frame["occupation"].tolist() == ["technician", "other", "technician", "writer"]
 
 
+@pytest.mark.usefixtures("fake_100k_rows")
 def test_100k_genre_names_fall_back_to_grouplens_list(tmp_path):
     write_fake_100k(tmp_path, with_genre_file=False)
     ml = fetch_movielens("100k", data_home=tmp_path, download=False)
     assert ml["items"]["genres"].iloc[0] == ["Action", "Adventure", "Thriller"]
 
 
-def test_1m_parser_on_fake_files(tmp_path):
+def test_1m_parser_on_fake_files(tmp_path, monkeypatch):
+    expect_rows(monkeypatch, "1m", {"ratings.dat": 3, "users.dat": 2, "movies.dat": 2})
     folder = tmp_path / "ml-1m"
     folder.mkdir()
     (folder / "ratings.dat").write_text(
@@ -169,7 +183,8 @@ def test_1m_parser_on_fake_files(tmp_path):
     assert ml.frame["title"].tolist()[1:] == ["Misérables, Les: Part 1 (1995)"] * 2
 
 
-def test_1m_unknown_occupation_code_is_named(tmp_path):
+def test_1m_unknown_occupation_code_is_named(tmp_path, monkeypatch):
+    expect_rows(monkeypatch, "1m", {"ratings.dat": 1, "users.dat": 1, "movies.dat": 1})
     folder = tmp_path / "ml-1m"
     folder.mkdir()
     (folder / "ratings.dat").write_text("1::1::5::978300760\n")
@@ -179,7 +194,8 @@ def test_1m_unknown_occupation_code_is_named(tmp_path):
         fetch_movielens("1m", data_home=tmp_path, download=False)
 
 
-def test_latest_small_parser_on_fake_files(tmp_path):
+def test_latest_small_parser_on_fake_files(tmp_path, monkeypatch):
+    expect_rows(monkeypatch, "latest-small", {"ratings.csv": 3, "movies.csv": 2})
     folder = tmp_path / "ml-latest-small"
     folder.mkdir()
     (folder / "ratings.csv").write_text(
@@ -211,6 +227,96 @@ def test_unparsable_file_is_named(tmp_path):
         fetch_movielens("100k", data_home=tmp_path, download=False)
 
 
+def cut(path: Path, keep) -> None:
+    """Rewrite ``path`` keeping ``keep(text)`` of it, as an interrupted copy or unzip would."""
+    text = path.read_text(encoding="latin-1")
+    path.write_text(keep(text), encoding="latin-1")
+
+
+def first_lines(n):
+    return lambda text: "".join(text.splitlines(keepends=True)[:n])
+
+
+@pytest.mark.usefixtures("fake_100k_rows")
+@pytest.mark.parametrize(
+    "name, keep, problem",
+    [
+        ("u.data", first_lines(2), "it has 2 rows where the release has 4"),
+        ("u.item", lambda text: "", "it has 0 rows where the release has 3"),
+        ("u.user", lambda text: "", "it has 0 rows where the release has 3"),
+        # Cut inside the last line: its genre flags (or occupation and zip) are missing.
+        ("u.item", lambda text: text[: text.index("Nothing") + 7], "line 3 has no 'unknown' value"),
+        ("u.user", lambda text: text[: text.index("|M|writer")], "line 3 has no 'gender' value"),
+        ("u.data", lambda text: text.replace("\t3\t880606923", "\t\t880606923"),
+         "line 4 has no 'rating' value"),
+    ],
+)
+def test_damaged_100k_file_is_named_with_how_to_download_again(tmp_path, name, keep, problem):
+    folder = write_fake_100k(tmp_path)
+    cut(folder / name, keep)
+    with pytest.raises(ValueError, match="truncated or damaged") as info:
+        fetch_movielens("100k", data_home=tmp_path, download=True)  # present files are not replaced
+    message = str(info.value)
+    assert message.startswith(f"{folder / name} is truncated or damaged: {problem}")
+    assert f"Delete the folder {folder} and call fetch_movielens again with download=True" in (
+        message
+    )
+
+
+def test_damaged_1m_and_latest_small_files_are_named(tmp_path, monkeypatch):
+    expect_rows(monkeypatch, "1m", {"ratings.dat": 2, "users.dat": 1, "movies.dat": 1})
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::1::5::978300760\n")  # one of its two lines
+    (folder / "users.dat").write_text("1::F::1::10::48067\n")
+    (folder / "movies.dat").write_text("1::Toy Story (1995)::Animation\n")
+    with pytest.raises(ValueError, match=r"ratings\.dat is truncated .* has 1 rows where .* 2\."):
+        fetch_movielens("1m", data_home=tmp_path, download=False)
+
+    (folder / "ratings.dat").write_text("1::1::5::978300760\n1::1::4::978300761\n")
+    (folder / "movies.dat").write_text("1::Toy Story (1995)\n")  # cut before the genres
+    with pytest.raises(ValueError, match=r"movies\.dat is truncated .* line 1 has no 'genres'"):
+        fetch_movielens("1m", data_home=tmp_path, download=False)
+
+    expect_rows(monkeypatch, "latest-small", {"ratings.csv": 1, "movies.csv": 2})
+    folder = tmp_path / "ml-latest-small"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    (folder / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Comedy\n2,Jum")
+    with pytest.raises(ValueError, match=r"movies\.csv is truncated .*: line 3 has no 'genres'"):
+        fetch_movielens("latest-small", data_home=tmp_path, download=False)
+
+
+def test_published_row_counts():
+    rows = {variant: archive["rows"] for variant, archive in _movielens.ARCHIVES.items()}
+    assert rows == {
+        "100k": {"u.data": 100_000, "u.user": 943, "u.item": 1_682},
+        "1m": {"ratings.dat": 1_000_209, "users.dat": 6_040, "movies.dat": 3_883},
+        "latest-small": {"ratings.csv": 100_836, "movies.csv": 9_742},
+    }
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "name, keep, problem",
+    [
+        ("u.data", first_lines(50_176), "it has 50,176 rows where the release has 100,000"),
+        ("u.item", lambda text: "", "it has 0 rows where the release has 1,682"),
+        ("u.item", lambda text: text[:60_000], "it has 866 rows where the release has 1,682; "
+         "line 866 has no 'unknown' value"),
+    ],
+)
+def test_damaged_real_100k_copy_is_refused(movielens_home, tmp_path, name, keep, problem):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    for file in ("u.data", "u.user", "u.item", "u.genre"):
+        (folder / file).write_bytes((movielens_home / "ml-100k" / file).read_bytes())
+    cut(folder / name, keep)
+    with pytest.raises(ValueError) as info:
+        fetch_movielens("100k", data_home=tmp_path, download=False)
+    assert str(info.value).startswith(f"{folder / name} is truncated or damaged: {problem}.")
+
+
 def test_unknown_variant():
     with pytest.raises(ValueError, match=r"variant must be one of .*'1m'.*got '10m'"):
         fetch_movielens("10m", download=False)
@@ -234,9 +340,9 @@ def test_download_verifies_extracts_and_parses(tmp_path, fake_archive):
 def test_download_fills_in_missing_files_only(tmp_path, fake_archive):
     home = tmp_path / "home"
     (home / "ml-100k").mkdir(parents=True)
-    (home / "ml-100k" / "u.data").write_text("7\t10\t2\t881250949\n")
+    (home / "ml-100k" / "u.data").write_text("7\t10\t2\t881250949\n" * 4)
     ml = fetch_movielens("100k", data_home=home)
-    assert ml.interactions["user_id"].tolist() == [7]  # the user's own u.data is kept
+    assert ml.interactions["user_id"].tolist() == [7] * 4  # the user's own u.data is kept
 
 
 def test_checksum_mismatch_says_expected_and_got_and_leaves_nothing(
@@ -287,6 +393,7 @@ def test_download_false_names_missing_files_folder_and_url(tmp_path):
     assert all_files(tmp_path) == ["ml-100k", "ml-100k/u.data"]
 
 
+@pytest.mark.usefixtures("fake_100k_rows")
 def test_environment_variable_sets_the_data_home(tmp_path, monkeypatch):
     write_fake_100k(tmp_path)
     monkeypatch.setenv("SKDSSM_DATA", str(tmp_path))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.model_selection import GridSearchCV
 
-from skdssm import TwoTowerRetriever
+from skdssm import DSSMRecommender, TwoTowerRetriever
 from skdssm.datasets import make_interactions
 from skdssm.metrics import (
     catalog_coverage,
@@ -139,3 +139,41 @@ def test_scorer_in_grid_search_with_user_holdout():
     assert scorer(fitted, truth, labels) == pytest.approx(
         hit_rate_at_k(only_positive, fitted.predict_topk(pd.unique(only_positive["user_id"]), k=5),
                       users=pd.unique(only_positive["user_id"])))
+
+
+def test_scorer_with_string_ids_and_labels_matches_the_integer_model():
+    frame = make_interactions(n_users=40, n_items=30, random_state=0).frame
+    X, y = frame.drop(columns=["label", "rating", "timestamp"]), frame["label"].to_numpy()
+    # Zero-padded, so the string ids sort like the integers: both models learn the same weights.
+    named = X.assign(user_id="u" + X["user_id"].astype(str).str.zfill(3),
+                     item_id="i" + X["item_id"].astype(str).str.zfill(3))
+    liked = np.where(y == 1, "liked", "disliked")  # classes_ == ["disliked", "liked"]
+    train, test = next(UserHoldoutSplit(random_state=0).split(X))
+    scorer = make_topk_scorer("ndcg", k=5)
+
+    def dssm():
+        return DSSMRecommender(embedding_dim=4, hidden_dims=(8,), max_epochs=1, batch_size=64,
+                               random_state=0)
+
+    by_int = scorer(dssm().fit(X.iloc[train], y[train]), X.iloc[test], y[test])
+    by_name = scorer(dssm().fit(named.iloc[train], liked[train]), named.iloc[test], liked[test])
+    assert 0 < by_int <= 1 and by_name == pytest.approx(by_int)
+
+    def retriever():
+        return TwoTowerRetriever(embedding_dim=4, hidden_dims=(8,), max_epochs=1, batch_size=64,
+                                 random_state=0)
+
+    by_int = scorer(retriever().fit(X.iloc[train]), X.iloc[test])
+    assert 0 < by_int <= 1
+    assert scorer(retriever().fit(named.iloc[train]), named.iloc[test]) == pytest.approx(by_int)
+
+
+def test_scorer_rejects_non_numeric_labels_without_classes():
+    frame = make_interactions(n_users=20, n_items=25, random_state=0).frame
+    X = frame.drop(columns=["label", "rating", "timestamp"])
+    model = TwoTowerRetriever(embedding_dim=4, hidden_dims=(8,), max_epochs=1, random_state=0)
+    model.fit(X)
+    with pytest.raises(ValueError, match="non-numeric labels .* TwoTowerRetriever has no two"):
+        make_topk_scorer("recall")(model, X, np.where(frame["label"] == 1, "yes", "no"))
+    with pytest.raises(ValueError, match="one label per row of X; got shape \\(3,\\)"):
+        make_topk_scorer("recall")(model, X, [1, 0, 1])

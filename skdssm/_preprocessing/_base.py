@@ -13,10 +13,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_scalar
-from sklearn.utils._set_output import _get_container_adapter
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from skdssm._utils import check_columns
+from skdssm.utils._sklearn_compat import (
+    _check_feature_names_in,
+    _get_container_adapter,
+    validate_data,
+)
 
 
 def block_names(base: str, max_len: int) -> list[str]:

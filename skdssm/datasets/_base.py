@@ -140,6 +140,40 @@ def _check_members(names: list[str], zip_path: Path) -> None:
             )
 
 
+def check_complete(
+    frame: pd.DataFrame,
+    path: Path,
+    n_rows: int,
+    columns: Sequence,
+    *,
+    header: bool = False,
+    how_to_fix: str = "",
+) -> None:
+    """Raise if ``frame``, parsed from ``path``, is not the whole published file.
+
+    A file cut short at a line break parses without error, so the row count is compared with
+    the published one; a file cut inside a line leaves missing values in the last row, so the
+    ``columns`` that every row of the release has must hold no missing value.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``, the rows expected and found, the first line with a missing value,
+        and ``how_to_fix``.
+    """
+    problems = []
+    if len(frame) != n_rows:
+        problems.append(f"it has {len(frame):,} rows where the release has {n_rows:,}")
+    missing = frame[list(columns)].isna().to_numpy()
+    if missing.any():
+        row, col = np.argwhere(missing)[0]
+        problems.append(f"line {row + 1 + int(header)} has no {list(columns)[col]!r} value")
+    if problems:
+        raise ValueError(
+            f"{path} is truncated or damaged: {'; '.join(problems)}. {how_to_fix}".rstrip()
+        )
+
+
 def lists_by_row(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
     """Object array of ``n_rows`` Python lists: row ``r`` gets ``values[rows == r]`` in order.
 

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.utils import Bunch
 
 from ._base import (
+    check_complete,
     download_and_extract,
     get_data_home,
     interaction_bunch,
@@ -21,24 +22,31 @@ from ._base import (
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 
 # Checksums as pinned by TensorFlow Datasets (tensorflow_datasets/url_checksums/movielens.txt).
+# ``rows`` are the published line counts of the extracted files (without the csv header); they
+# catch a file truncated at a line break, which parses without error. The extracted files are
+# not checksummed: copies rebuilt from other distributions (blank IMDb URLs in u.item, say)
+# hold the same ratings, users and movies and must load.
 ARCHIVES: dict[str, dict] = {
     "100k": {
         "url": f"{_GROUPLENS}/ml-100k.zip",
         "sha256": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
         "folder": "ml-100k",
         "files": ("u.data", "u.user", "u.item"),
+        "rows": {"u.data": 100_000, "u.user": 943, "u.item": 1_682},
     },
     "1m": {
         "url": f"{_GROUPLENS}/ml-1m.zip",
         "sha256": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
         "folder": "ml-1m",
         "files": ("ratings.dat", "users.dat", "movies.dat"),
+        "rows": {"ratings.dat": 1_000_209, "users.dat": 6_040, "movies.dat": 3_883},
     },
     "latest-small": {
         "url": f"{_GROUPLENS}/ml-latest-small.zip",
         "sha256": "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
         "folder": "ml-latest-small",
         "files": ("ratings.csv", "movies.csv"),
+        "rows": {"ratings.csv": 100_836, "movies.csv": 9_742},
     },
 }
 
@@ -86,10 +94,10 @@ History and Context. ACM Transactions on Interactive Intelligent Systems (TiiS)
 _COUNTS = {
     "100k": "100,000 ratings (1-5) from 943 users on 1,682 movies, 1997-1998; users "
     "have age, gender, occupation and zip code.",
-    "1m": "1,000,209 ratings (1-5) from 6,040 users on 3,706 movies, 2000-2003; users "
-    "have gender, an age-range code, occupation and zip code.",
-    "latest-small": "About 100,000 ratings (0.5-5 in half stars) from 610 users on "
-    "9,742 movies, 1996-2018; no user demographics.",
+    "1m": "1,000,209 ratings (1-5) from 6,040 users on 3,706 of its 3,883 movies, 2000-2003; "
+    "users have gender, an age-range code, occupation and zip code.",
+    "latest-small": "100,836 ratings (0.5-5 in half stars) from 610 users on 9,742 movies, "
+    "1996-2018; no user demographics.",
 }
 
 
@@ -131,7 +139,10 @@ def fetch_movielens(
     Raises
     ------
     ValueError
-        If ``variant`` is unknown, or a file cannot be parsed.
+        If ``variant`` is unknown, or a file cannot be parsed or is truncated or damaged (it
+        has fewer or more lines than the release, or a line lacks a field). The message
+        names the file; delete its folder and call again with ``download=True`` to replace
+        it with a verified download.
     FileNotFoundError
         If files are missing and ``download=False``. The message names the missing
         files, the folder searched, and the URL of the archive to unzip there.
@@ -163,7 +174,7 @@ def fetch_movielens(
         except OSError as err:
             raise OSError(f"{err}\n{_missing_message(absent, folder, archive)}") from err
 
-    interactions, users, items = _READERS[variant](folder)
+    interactions, users, items = _READERS[variant](folder, archive["rows"])
     return interaction_bunch(
         interactions,
         users,
@@ -183,18 +194,38 @@ def _missing_message(absent: list[str], folder: Path, archive: dict) -> str:
     )
 
 
+def _redownload_hint(path: Path) -> str:
+    return (
+        f"Delete the folder {path.parent} and call fetch_movielens again with download=True "
+        "to replace it with a verified download."
+    )
+
+
 def _read(path: Path, **kwargs) -> pd.DataFrame:
     """``pd.read_csv`` whose parse errors name the file."""
     try:
         return pd.read_csv(path, **kwargs)
     except (ValueError, pd.errors.ParserError) as err:
         raise ValueError(
-            f"Could not parse {path}: {err}. The file does not have the GroupLens format; "
-            "delete the folder and download it again."
+            f"Could not parse {path}: {err}. The file does not have the GroupLens format or "
+            f"is truncated. {_redownload_hint(path)}"
         ) from err
 
 
-def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _check(frame: pd.DataFrame, path: Path, rows: dict, *, header: bool = False) -> pd.DataFrame:
+    """``frame`` if it holds every line of ``path`` with every field filled, else ValueError.
+
+    Every column is checked except the 100K release and video-release dates and IMDb URLs,
+    which the release leaves blank for some movies.
+    """
+    columns = frame.columns.drop(["release_date", "video_release_date", "url"], errors="ignore")
+    check_complete(
+        frame, path, rows[path.name], columns, header=header, how_to_fix=_redownload_hint(path)
+    )
+    return frame
+
+
+def _read_100k(folder: Path, rows: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     interactions = _read(
         folder / "u.data",
         sep="\t",
@@ -202,6 +233,7 @@ def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         names=list(_INTERACTION_DTYPES),
         dtype=_INTERACTION_DTYPES,
     )
+    _check(interactions, folder / "u.data", rows)
     users = _read(
         folder / "u.user",
         sep="|",
@@ -210,6 +242,7 @@ def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         dtype={"user_id": "int64", "age": "int64", "gender": str, "occupation": str,
                "zip_code": str},  # fmt: skip
     )[["user_id", "gender", "age", "occupation", "zip_code"]]
+    _check(users, folder / "u.user", rows)
     genre_names = _genre_names_100k(folder)
     raw = _read(
         folder / "u.item",
@@ -220,9 +253,10 @@ def _read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         names=["item_id", "title", "release_date", "video_release_date", "url", *genre_names],
         dtype={"item_id": "int64", "title": str},
     )
-    rows, cols = np.nonzero(raw[list(genre_names)].to_numpy(dtype=bool))
+    _check(raw, folder / "u.item", rows)
+    flagged, cols = np.nonzero(raw[list(genre_names)].to_numpy(dtype=bool))
     items = raw[["item_id", "title"]].assign(
-        genres=lists_by_row(rows, np.asarray(genre_names, dtype=object)[cols], len(raw))
+        genres=lists_by_row(flagged, np.asarray(genre_names, dtype=object)[cols], len(raw))
     )
     return interactions, users, items
 
@@ -235,7 +269,7 @@ def _genre_names_100k(folder: Path) -> tuple[str, ...]:
     return tuple(table.dropna().sort_values("index")["genre"].astype(str))
 
 
-def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_1m(folder: Path, rows: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     # ratings.dat and users.dat hold no single ':' inside fields, so splitting on ':'
     # with the fast C parser and keeping every other column reads the '::' format.
     interactions = _read(
@@ -246,6 +280,7 @@ def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         names=range(7),
         dtype=dict(zip([0, 2, 4, 6], _INTERACTION_DTYPES.values())),
     ).set_axis(list(_INTERACTION_DTYPES), axis=1)
+    _check(interactions, folder / "ratings.dat", rows)
     users = _read(
         folder / "users.dat",
         sep=":",
@@ -255,6 +290,7 @@ def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         encoding="latin-1",
         dtype={0: "int64", 2: str, 4: "int64", 6: "int64", 8: str},
     ).set_axis(["user_id", "gender", "age", "occupation", "zip_code"], axis=1)
+    _check(users, folder / "users.dat", rows)
     codes = users["occupation"].to_numpy()
     unknown = np.setdiff1d(codes, np.arange(len(OCCUPATIONS_1M)))
     if unknown.size:
@@ -263,7 +299,8 @@ def _read_1m(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             f"README defines codes 0-{len(OCCUPATIONS_1M) - 1} only."
         )
     users["occupation"] = pd.Series(np.asarray(OCCUPATIONS_1M)[codes], dtype=str)
-    return interactions, users, _split_genres(_read_movies_1m(folder))
+    movies = _check(_read_movies_1m(folder), folder / "movies.dat", rows)
+    return interactions, users, _split_genres(movies)
 
 
 def _read_movies_1m(folder: Path) -> pd.DataFrame:
@@ -280,10 +317,13 @@ def _read_movies_1m(folder: Path) -> pd.DataFrame:
     )
 
 
-def _read_latest_small(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_latest_small(
+    folder: Path, rows: dict
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     interactions = _read(
         folder / "ratings.csv", header=0, names=list(_INTERACTION_DTYPES), dtype=_INTERACTION_DTYPES
     )
+    _check(interactions, folder / "ratings.csv", rows, header=True)
     users = pd.DataFrame({"user_id": np.unique(interactions["user_id"].to_numpy()).astype("int64")})
     items = _read(
         folder / "movies.csv",
@@ -291,6 +331,7 @@ def _read_latest_small(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         names=["item_id", "title", "genres"],
         dtype={"item_id": "int64", "title": str, "genres": str},
     )
+    _check(items, folder / "movies.csv", rows, header=True)
     return interactions, users, _split_genres(items)
 
 
