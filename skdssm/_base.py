@@ -12,7 +12,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
@@ -21,6 +20,7 @@ from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
 from .neighbors import exact_topk, make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
+from .utils._sklearn_compat import HasMethods, Interval, StrOptions
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 # Fused Adam / AdamW run on the CPU from torch 2.4 on (on CUDA earlier).

@@ -7,9 +7,8 @@ import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EpochScoring
 from torch import nn
 
@@ -18,6 +17,7 @@ from ._docstrings import fill_shared_parameters
 from ._skorch import SAMPLE_WEIGHT, ValidationSplit
 from ._utils import check_dataframe
 from .losses import binary_cross_entropy, remove_accidental_hits, sampled_softmax_loss
+from .utils._sklearn_compat import StrOptions, _check_sample_weight
 
 
 class PairLoss(nn.Module):

@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight
 from sklearn.base import clone
 from skorch.callbacks import Callback
 from torch import nn
@@ -39,6 +37,7 @@ from .losses import bce_loss, bpr_loss, infonce_loss, retrieval_softmax_loss, sp
 from .metrics import recall_at_k
 from .model_selection import user_holdout_rows
 from .sampling import SAMPLERS, NegativeSampler, make_sampler
+from .utils._sklearn_compat import Interval, StrOptions, _check_sample_weight
 
 class RetrievalCriterion(nn.Module):
     """Criterion of :class:`TwoTowerRetriever`: scores each positive against its negatives.

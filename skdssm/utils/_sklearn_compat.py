@@ -15,6 +15,7 @@ them; pass ``dtype`` (and any other option) by keyword, as 1.9 requires.
 from __future__ import annotations
 
 from sklearn.utils._param_validation import (
+    HasMethods,
     Interval,
     StrOptions,
     validate_parameter_constraints,
@@ -24,6 +25,7 @@ from sklearn.utils._set_output import _get_container_adapter
 from sklearn.utils.validation import _check_feature_names_in, _check_sample_weight, validate_data
 
 __all__ = [
+    "HasMethods",
     "Interval",
     "StrOptions",
     "_check_feature_names_in",
