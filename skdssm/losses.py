@@ -153,8 +153,9 @@ def mask_logits(
     _check_shape(mask, tuple(logits.shape), "mask")
     if positive_columns is not None:
         _check_shape(positive_columns, (logits.shape[0],), "positive_columns")
-        keep = F.one_hot(positive_columns.long(), logits.shape[1]).bool()
-        mask = mask & ~keep
+        # Unmask each row's positive in a copy (cheaper than a (B, C) one-hot).
+        mask = mask.clone()
+        mask[torch.arange(len(mask), device=mask.device), positive_columns.long()] = False
     return logits.masked_fill(mask, _masked_value(logits.dtype))
 
 
