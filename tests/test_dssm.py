@@ -313,3 +313,13 @@ def test_refit_retrains_on_all_rows_for_the_best_epoch(data):
     np.testing.assert_array_equal(model.decision_function(X), alone.decision_function(X))
     plain = DSSMRecommender(random_state=0, **dict(params, early_stopping=False)).fit(X, y)
     assert plain.best_epoch_ is None and plain.validation_history_ is None
+
+
+def test_mostly_zero_sample_weights_train_a_finite_model(data):
+    """Batches whose weights are all zero (here most of them) must not turn the model into NaN."""
+    X, y = data
+    weight = (np.arange(len(X)) < 5).astype(float)
+    model = DSSMRecommender(random_state=0, **dict(FAST, batch_size=16, max_epochs=1))
+    model.fit(X, y, sample_weight=weight)
+    assert np.isfinite(model.predict_proba(X.head(20))).all()
+    assert np.isfinite(model.item_embeddings_).all()

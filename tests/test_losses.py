@@ -294,3 +294,13 @@ def test_bf16_autocast_is_finite_and_close_to_fp32():
         # bf16 keeps ~3 significant digits; logits up to 1/0.05 = 20.
         expected = pytest.approx(full[name].item(), rel=0.05, abs=0.05)
         assert half[name].float().item() == expected, name
+
+
+def test_a_batch_of_zero_weights_contributes_nothing_instead_of_nan():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    loss = sampled_softmax_loss(logits, weight=torch.zeros(2))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logits.grad).all()
+    # Mixed signs divide by the absolute total, so a near-zero sum cannot blow the loss up.
+    mixed = sampled_softmax_loss(logits.detach(), weight=torch.tensor([1.0, -1.0]))
+    assert torch.isfinite(mixed)
