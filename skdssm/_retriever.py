@@ -200,7 +200,8 @@ class TwoTowerRetriever(TwoTowerBase):
     item_id_embedding : bool, default=True
         False makes the item tower content-only, so new items are served from their features.
     history_bag_size : int, default=300
-        Most items in a user's bag (``user_representation="bag"``; unused otherwise).
+        Most items in a user's bag (``user_representation="bag"``; unused otherwise). It bounds
+        the work per row, not the memory: histories are stored once per interaction.
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
         ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
@@ -249,10 +250,16 @@ class TwoTowerRetriever(TwoTowerBase):
     seen_items_, feature_encoder_, index_, n_features_in_, feature_names_in_
         As in :class:`DSSMRecommender`.
     sampler_ : NegativeSampler
-        The fitted negative sampler.
-    bag_builder_ : HistoryBuilder
-        With ``user_representation="bag"``: the leave-one-out builder of the users' bags,
-        fitted on every positive row.
+        The fitted copy of ``negative_sampler``.
+    histories_ : object
+        Every user's positive items (and their times), oldest first, in CSR layout
+        (``histories_.indptr``, ``histories_.items`` as positions in ``item_ids_``,
+        ``histories_.times``): one entry per positive interaction, whatever
+        ``history_bag_size``. The batch loader and serving gather bags, sequences and profiles
+        from it.
+    profiles_ : object
+        With ``user_representation="profile"``: the users' sums of the item content features
+        over their histories (``profile_item_features_``, one row per item).
 
     Notes
     -----
