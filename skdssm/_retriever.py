@@ -239,10 +239,10 @@ class TwoTowerRetriever(TwoTowerBase):
         epoch and can stall for several epochs before it climbs again), restoring the best
         weights; with ``refit=True``, then retrain on every row for the chosen number of epochs.
         Off by default, like scikit-learn's ``MLPClassifier``: on MovieLens-100K the default
-        model's test recall climbs until about epoch 30 and then stays level to epoch 60 (it
-        does not over-fit), while the held-out rows cost it about 0.006 Recall@10 and the noisy
-        validation recall often stops it before the plateau (benchmarks/RESULTS.md section 4).
-        Turn it on, or lower ``max_epochs``, for data on which 50 epochs over-fit.
+        model's test recall levels off within the default budget and does not over-fit, while
+        the held-out rows cost it about 0.006 Recall@10 and the noisy validation recall often
+        stops it early (benchmarks/RESULTS.md sections 4 and 7). Turn it on, or lower
+        ``max_epochs``, for data on which ``max_epochs`` over-fits.
 
     Attributes
     ----------
@@ -267,7 +267,10 @@ class TwoTowerRetriever(TwoTowerBase):
     ``hidden_dims=(256, 256, 128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``,
     ``lr=3e-3``, ``optimizer="adamw"`` with ``weight_decay=0.01`` (design 5). They were chosen on
     MovieLens-100K (benchmarks/RESULTS.md): heavy dropout and a higher temperature than the usual
-    0.05 give the best Recall@10.
+    0.05 give the best Recall@10. ``max_epochs=25`` (it was 50) reaches the same Recall@10 there
+    with the rebuilt data path in about a third of the time; shorter budgets, cosine schedules,
+    larger learning rates and smaller towers were measured and lose 0.005 to 0.04
+    (benchmarks/RESULTS.md section 7).
 
     Examples
     --------
@@ -304,7 +307,7 @@ class TwoTowerRetriever(TwoTowerBase):
                  ensemble_size=1, n_heads=2, n_attention_layers=1, max_sequence_length=50,
                  loss="softmax", negative_sampler="in_batch", logq_correction=True, symmetric=True,
                  eval_k=10,
-                 max_epochs=50, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
+                 max_epochs=25, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=False, validation_fraction=0.05, n_iter_no_change=10,
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
