@@ -445,8 +445,7 @@ class TwoTowerBase(BaseEstimator):
     def _fit_index(self) -> None:
         """Build ``index_`` over ``item_embeddings_``; an HNSW index is tuned with the embeddings
         of (a sample of) the training users as queries."""
-        index = (make_index(self.index, len(self.item_ids_)) if isinstance(self.index, str)
-                 else clone(self.index))
+        index = make_index(self.index, len(self.item_ids_))
         if index.get_params().get("random_state", 0) is None:
             index.set_params(random_state=self._seed())
         queries = None

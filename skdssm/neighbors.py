@@ -1,6 +1,7 @@
-"""Nearest-neighbour indexes over item embeddings: exact search and HNSW, behind one interface.
+"""Nearest-neighbour indexes over item embeddings: exact search, HNSW and a sharded index of
+either, behind one interface.
 
-Both indexes take an (n_items, d) float32 matrix of L2-normalised embeddings and answer
+Every index takes an (n_items, d) float32 matrix of L2-normalised embeddings and answer
 ``query(vectors, k)`` with ``(distances, indices)``, best first, where the distance is
 ``1 - dot product`` (``1 - cosine`` for normalised vectors; hnswlib's ``"ip"`` space). Rows of a
 query may exclude items (a user's seen items): the index over-fetches by the number of excluded
@@ -11,19 +12,21 @@ callable (see ``benchmarks/results_kneighbors.md``).
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import hnswlib
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._utils import derive_seed
+from .utils._sklearn_compat import HasMethods, Interval, validate_params
 
 # Catalogues smaller than this are served by ExactIndex under index="auto". Measured with
 # benchmarks/bench_kneighbors.py (crossover table of benchmarks/results_kneighbors.md; d=64,
@@ -122,6 +125,28 @@ def recall_lower_bound(per_query: np.ndarray, z: float = _TUNING_Z) -> float:
     if len(per_query) < 2:
         return float(per_query.mean()) if len(per_query) else 1.0
     return float(per_query.mean() - z * per_query.std(ddof=1) / math.sqrt(len(per_query)))
+
+
+def tuning_queries(embeddings: np.ndarray, queries, rng: np.random.Generator) -> np.ndarray:
+    """At most 2,000 query vectors to tune and measure recall on.
+
+    A sample of ``queries`` (typical query vectors, e.g. user embeddings) when given, else
+    perturbed item vectors: each sampled item plus Gaussian noise of the same overall norm,
+    renormalised, so that the queries fall between items, as real queries do, rather than on an
+    indexed point (which any search depth finds).
+    """
+    dim = embeddings.shape[1]
+    if queries is not None:
+        queries = _check_vectors(queries, "queries", dim)
+        if len(queries) > _N_TUNING_QUERIES:
+            queries = queries[rng.choice(len(queries), _N_TUNING_QUERIES, replace=False)]
+        if len(queries):
+            return queries
+    picked = embeddings[rng.choice(len(embeddings), min(len(embeddings), _N_TUNING_QUERIES),
+                                   replace=False)]
+    noise = rng.normal(scale=1.0 / math.sqrt(dim), size=picked.shape)
+    noisy = picked * np.linalg.norm(picked, axis=1, keepdims=True) + noise
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
 
 class _IndexBase(BaseEstimator):
@@ -401,7 +426,7 @@ class HNSWIndex(_IndexBase):
                                ef_construction=self.ef_construction, random_seed=seed)
         self.index_.add_items(embeddings, np.arange(self.n_items_), num_threads=self.n_threads)
         self.tuning_k_ = min(int(k), self.n_items_)
-        sample = self._tuning_queries(embeddings, queries, rng)
+        sample = tuning_queries(embeddings, queries, rng)
         _, truth = exact_topk(sample, embeddings, self.tuning_k_)
         if self.ef_search is not None:
             self.ef_search_ = int(self.ef_search)
@@ -411,21 +436,6 @@ class HNSWIndex(_IndexBase):
         self.recall_ = float(per_query.mean()) if len(per_query) else 1.0
         self.recall_lower_ = recall_lower_bound(per_query)
         return self
-
-    def _tuning_queries(self, embeddings, queries, rng) -> np.ndarray:
-        if queries is not None:
-            queries = _check_vectors(queries, "queries", self.n_features_in_)
-            if len(queries) > _N_TUNING_QUERIES:
-                queries = queries[rng.choice(len(queries), _N_TUNING_QUERIES, replace=False)]
-            if len(queries):
-                return queries
-        picked = embeddings[rng.choice(len(embeddings), min(len(embeddings), _N_TUNING_QUERIES),
-                                       replace=False)]
-        # Noise of the same overall norm as the vectors puts queries between items, as real
-        # queries are, rather than on an indexed point (which any ef finds).
-        noise = rng.normal(scale=1.0 / math.sqrt(self.n_features_in_), size=picked.shape)
-        noisy = picked * np.linalg.norm(picked, axis=1, keepdims=True) + noise
-        return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
     def _recall(self, sample, truth, ef: int) -> np.ndarray:
         """Per-query recall@k of the sample at ``ef``."""
@@ -495,39 +505,258 @@ class HNSWIndex(_IndexBase):
         return self
 
 
+class ShardedIndex(_IndexBase):
+    """Items split round-robin over ``n_shards`` copies of an index, searched in threads.
+
+    Each shard is an unfitted clone of ``base`` fitted on its share of the items; a query is sent
+    to every shard (one thread per shard: hnswlib's search and torch's matrix product release
+    the GIL) and the shards' top-``k`` lists are merged into the global top ``k``. The position
+    ``p`` of an item (its row in ``fit`` then ``add_items`` order, the numbering every index
+    returns) lives in shard ``p % n_shards_`` at local position ``p // n_shards_``. Round-robin
+    rather than contiguous ranges keeps the shards within one item of each other in size as
+    items are added, and routes ``add_items`` / ``replace_items`` by arithmetic alone, without a
+    position table. Excluded items are split by shard, and each shard leaves out its own as it
+    would alone (``ExactIndex`` masks them, ``HNSWIndex`` over-fetches by its own count of them),
+    so the merged lists are the global top ``k`` of the eligible items.
+
+    Sharding does not make one machine answer faster in total: four graphs of ``n / 4`` items
+    cost more search work per query than one of ``n`` (``benchmarks/RESULTS.md`` section 7). It
+    bounds a shard's memory and build time, lets the shards be searched at once, and is the
+    layout that spreads over machines (``docs/scaling.md``).
+
+    Parameters
+    ----------
+    n_shards : int, default=4
+        Number of shards; a catalogue with fewer items than this gets one shard per item.
+    base : index object or None, default=None
+        The index each shard is a clone of (``HNSWIndex(M=24)``, ``ExactIndex()``); None means
+        ``HNSWIndex()``. Its parameters are reachable as ``base__M`` etc.
+    n_threads : int or None, default=None
+        Shards fitted or searched at once; None uses one thread per shard. Threads inside a shard
+        are the base's own (``HNSWIndex(n_threads=...)``).
+    random_state : int, RandomState, Generator or None, default=None
+        Draws the tuning sample and, when not None, one seed per shard for the base's
+        ``random_state`` (replacing the base's own); with None every shard keeps the base's.
+
+    Attributes
+    ----------
+    shards_ : list of fitted indexes
+        ``shards_[s]`` holds the items at positions ``s, s + n_shards_, s + 2 * n_shards_, ...``.
+    n_shards_ : int
+        Shards built: ``min(n_shards, n_items at fit)``.
+    recall_ : float
+        Recall@k of the merged results against exact search over all items, on the tuning sample
+        (1.0 when every shard is exact on it).
+    recall_lower_ : float
+        Its one-sided 95% lower confidence bound.
+    tuning_k_ : int
+        The ``k`` of that measurement.
+    n_items_, n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdssm.neighbors import ExactIndex, ShardedIndex
+    >>> items = np.eye(5, dtype=np.float32)
+    >>> index = ShardedIndex(n_shards=2, base=ExactIndex()).fit(items)
+    >>> [len(shard.embeddings_) for shard in index.shards_]
+    [3, 2]
+    >>> index.query(items[[3]], k=2)[1][0, 0].item()
+    3
+    """
+
+    _parameter_constraints: dict = {
+        "n_shards": [Interval(Integral, 1, None, closed="left")],
+        "base": [HasMethods(["fit", "query", "add_items", "replace_items"]), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_shards=4, base=None, n_threads=None, random_state=None):
+        self.n_shards = n_shards
+        self.base = base
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def fit(self, embeddings, y=None, queries=None, k: int = 10) -> ShardedIndex:
+        """Split ``embeddings`` round-robin, fit one clone of ``base`` per shard, measure recall.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n_items, n_dims)
+            L2-normalised item embeddings.
+        y : None
+            Ignored.
+        queries : array-like of shape (n_queries, n_dims), default=None
+            Typical query vectors; one sample of at most 2,000 of them (or of perturbed items
+            when None) tunes every shard and measures the merged recall.
+        k : int, default=10
+            Recall is tuned and measured at this k (capped at the items of a shard / in all).
+
+        Returns
+        -------
+        self
+        """
+        embeddings = self._start(embeddings)
+        self.n_items_ = len(embeddings)
+        self.n_shards_ = min(self.n_shards, self.n_items_)
+        base = HNSWIndex() if self.base is None else self.base
+        rng = np.random.default_rng(derive_seed(self.random_state))
+        sample = tuning_queries(embeddings, queries, rng)
+        self.tuning_k_ = min(int(k), self.n_items_)
+        shards = [clone(base).set_params(**params) for params in self._shard_seeds(base, rng)]
+        parts = [embeddings[shard::self.n_shards_] for shard in range(self.n_shards_)]
+        self.shards_ = self._map(
+            lambda shard, part: shard.fit(part, queries=sample, k=min(self.tuning_k_, len(part))),
+            shards, parts)
+        if all(getattr(shard, "recall_", 0.0) == 1.0 for shard in self.shards_):
+            # Each shard returned its exact top k on the sample, so the merged list is exact too.
+            self.recall_ = self.recall_lower_ = 1.0
+        else:
+            _, truth = exact_topk(sample, embeddings, self.tuning_k_)
+            per_query = recall_per_query(self._query(sample, self.tuning_k_, None)[1], truth)
+            self.recall_ = float(per_query.mean())
+            self.recall_lower_ = recall_lower_bound(per_query)
+        return self
+
+    def _shard_seeds(self, base, rng) -> list[dict]:
+        """``set_params`` arguments of each shard: a seed of its own when random_state is set."""
+        if self.random_state is None or "random_state" not in base.get_params():
+            return [{} for _ in range(self.n_shards_)]
+        seeds = rng.integers(np.iinfo(np.int32).max, size=self.n_shards_)
+        return [{"random_state": int(seed)} for seed in seeds]
+
+    def _map(self, function, *arguments) -> list:
+        """``function`` applied to each shard's arguments, ``n_threads`` shards at once."""
+        workers = min(self.n_threads or self.n_shards_, self.n_shards_)
+        if workers == 1:
+            return list(map(function, *arguments))
+        return list(self._pool(workers).map(function, *arguments))
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        # The pool is kept between calls: starting the threads anew took milliseconds per query,
+        # far more than the search. It is rebuilt after a fork (threads do not survive one) or a
+        # change of n_threads, and is not pickled.
+        key = (os.getpid(), workers)
+        if getattr(self, "_executor_key", None) != key:
+            self._executor = ThreadPoolExecutor(max_workers=workers,
+                                                thread_name_prefix="ShardedIndex")
+            self._executor_key = key
+        return self._executor
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_executor", None)
+        state.pop("_executor_key", None)
+        return state
+
+    def _shard_sizes(self) -> np.ndarray:
+        return (self.n_items_ - np.arange(self.n_shards_) + self.n_shards_ - 1) // self.n_shards_
+
+    def _split_exclude(self, exclude, n_queries: int) -> list:
+        """One (n_queries, shard size) csr of local positions per shard, or Nones."""
+        if exclude is None or exclude.nnz == 0:
+            return [None] * self.n_shards_
+        coo = exclude.tocoo()
+        shard_of, local = coo.col % self.n_shards_, coo.col // self.n_shards_
+        parts = []
+        for shard, size in enumerate(self._shard_sizes()):
+            mine = shard_of == shard
+            parts.append(sp.csr_matrix((coo.data[mine], (coo.row[mine], local[mine])),
+                                       shape=(n_queries, int(size)), dtype=bool))
+        return parts
+
+    def _query(self, vectors, k, exclude):
+        excludes = self._split_exclude(exclude, len(vectors))
+        sizes = self._shard_sizes()
+        results = self._map(
+            lambda shard, size, part: shard.query(vectors, min(k, int(size)), exclude=part),
+            self.shards_, sizes, excludes)
+        distances = np.concatenate([dist for dist, _ in results], axis=1)
+        positions = np.concatenate(
+            [np.where(pos >= 0, pos * self.n_shards_ + shard, -1)
+             for shard, (_, pos) in enumerate(results)], axis=1)
+        # Ties are broken by position, so the merge does not depend on the shard order; missing
+        # slots (-1) carry an infinite distance and sort last.
+        order = np.lexsort((positions, distances), axis=1)[:, :k]
+        return (np.take_along_axis(distances, order, axis=1).astype(np.float32),
+                np.take_along_axis(positions, order, axis=1))
+
+    def add_items(self, embeddings) -> ShardedIndex:
+        """Append items; position ``p`` (after the current ones) goes to shard ``p % n_shards_``."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        shard_of = np.arange(self.n_items_, self.n_items_ + len(embeddings)) % self.n_shards_
+        self._map(lambda shard, rows: shard.add_items(embeddings[rows]) if len(rows) else shard,
+                  self.shards_, [np.flatnonzero(shard_of == s) for s in range(self.n_shards_)])
+        self.n_items_ += len(embeddings)
+        return self
+
+    def replace_items(self, positions, embeddings) -> ShardedIndex:
+        """Replace the vectors of the items at ``positions``, each in its own shard."""
+        check_is_fitted(self)
+        embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
+        positions = self._check_positions(positions, len(embeddings))
+        shard_of = positions % self.n_shards_
+        for shard in np.unique(shard_of):
+            rows = np.flatnonzero(shard_of == shard)
+            self.shards_[shard].replace_items(positions[rows] // self.n_shards_, embeddings[rows])
+        return self
+
+
 INDEXES = {"exact": ExactIndex, "hnsw": HNSWIndex}
 
 
+def _is_index(value) -> bool:
+    return (not isinstance(value, type) and hasattr(value, "get_params")
+            and all(callable(getattr(value, method, None)) for method in ("fit", "query")))
+
+
 @validate_params(
-    {"kind": [StrOptions({"auto", "hnsw", "exact"})],
-     "n_items": [Interval(Integral, 0, None, closed="left")]},
+    {"n_items": [Interval(Integral, 0, None, closed="left")]},
     prefer_skip_nested_validation=True,
 )
-def make_index(kind: str = "auto", n_items: int = 0, **params):
+def make_index(kind="auto", n_items: int = 0, **params):
     """An unfitted index for a catalogue of ``n_items`` items.
 
     Parameters
     ----------
-    kind : {"auto", "hnsw", "exact"}, default="auto"
+    kind : {"auto", "hnsw", "exact"} or index object, default="auto"
         ``"auto"``: :class:`ExactIndex` below ``EXACT_CROSSOVER`` items (measured in
-        ``benchmarks/bench_kneighbors.py``), :class:`HNSWIndex` from there on.
+        ``benchmarks/bench_kneighbors.py``), :class:`HNSWIndex` from there on. An index object
+        (``HNSWIndex(M=24)``, ``ShardedIndex(base=HNSWIndex())``, or any estimator with
+        ``fit`` and ``query`` like them) is returned as an unfitted :func:`sklearn.base.clone`,
+        so a fitted estimator never shares its index with the parameter it was given.
     n_items : int, default=0
         Catalogue size (only ``"auto"`` uses it).
     **params
-        Constructor parameters of the chosen index (``ExactIndex`` takes none: parameters meant
-        for HNSW are dropped when ``"auto"`` picks exact search).
+        Parameters of the chosen index (``ExactIndex`` takes none: parameters meant for HNSW are
+        dropped when ``"auto"`` picks exact search); set on the clone of an index object, nested
+        ones included (``base__M``).
 
     Returns
     -------
-    ExactIndex or HNSWIndex
+    index : unfitted index object
     """
-    if kind == "auto":
-        kind = "exact" if n_items < EXACT_CROSSOVER else "hnsw"
-        if kind == "exact":
-            params = {}
-    cls = INDEXES[kind]
-    unknown = set(params) - set(cls().get_params())
+    if _is_index(kind):
+        index = clone(kind)
+    elif isinstance(kind, str) and kind in {"auto", *INDEXES}:
+        if kind == "auto":
+            kind = "exact" if n_items < EXACT_CROSSOVER else "hnsw"
+            if kind == "exact":
+                params = {}
+        index = INDEXES[kind]()
+    elif isinstance(kind, str):
+        raise ValueError(f"index must be 'auto', 'hnsw', 'exact' or an index object; got {kind!r}.")
+    else:
+        hint = (f" Pass an instance, {kind.__name__}(), not the class."
+                if isinstance(kind, type) else "")
+        raise TypeError(
+            "index must be 'auto', 'hnsw', 'exact' or an index object with fit and query methods "
+            f"(ExactIndex(), HNSWIndex(M=24), ShardedIndex(...)); got {kind!r}.{hint}")
+    valid = index.get_params(deep=True)
+    unknown = set(params) - set(valid)
     if unknown:
-        raise ValueError(f"index_params {sorted(unknown)} are not parameters of {cls.__name__}; "
-                         f"it takes {sorted(cls().get_params())}.")
-    return cls(**params)
+        raise ValueError(f"index_params {sorted(unknown)} are not parameters of "
+                         f"{type(index).__name__}; it takes {sorted(valid)}.")
+    return index.set_params(**params)

@@ -4,8 +4,10 @@ import pickle
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 
 from skdssm import DSSMRecommender, TwoTowerRetriever
 from skdssm.datasets import make_interactions
@@ -13,6 +15,7 @@ from skdssm.neighbors import (
     EXACT_CROSSOVER,
     ExactIndex,
     HNSWIndex,
+    ShardedIndex,
     exact_topk,
     make_index,
     recall_against,
@@ -41,6 +44,22 @@ def hnsw(vectors):
     return HNSWIndex(target_recall=0.995, random_state=0).fit(items, queries=tuning)
 
 
+@pytest.fixture(scope="module")
+def sharded(vectors):
+    items, tuning, _ = vectors
+    return ShardedIndex(n_shards=4, base=HNSWIndex(target_recall=0.995),
+                        random_state=0).fit(items, queries=tuning)
+
+
+# Every index the shared tests below run on: the two single indexes and a sharded one of each.
+MAKERS = {
+    "exact": ExactIndex,
+    "hnsw": lambda: HNSWIndex(random_state=0),
+    "sharded-exact": lambda: ShardedIndex(n_shards=3, base=ExactIndex()),
+    "sharded-hnsw": lambda: ShardedIndex(n_shards=4, base=HNSWIndex(), random_state=0),
+}
+
+
 def test_tuned_hnsw_reaches_the_target_recall_on_new_queries(vectors, hnsw):
     items, _, queries = vectors
     assert hnsw.recall_ >= 0.995 and hnsw.ef_search_ >= 10
@@ -51,6 +70,16 @@ def test_tuned_hnsw_reaches_the_target_recall_on_new_queries(vectors, hnsw):
     lower = HNSWIndex(ef_search=max(1, hnsw.ef_search_ // 4), random_state=0).fit(
         items, queries=vectors[1])
     assert lower.recall_ < hnsw.recall_
+
+
+def test_sharded_hnsw_reaches_the_target_recall_on_new_queries(vectors, sharded):
+    items, _, queries = vectors
+    # Each shard is tuned on the shared sample; the merged recall is measured against exact
+    # search over all items, not averaged over the shards.
+    assert sharded.recall_ >= 0.995 and sharded.recall_lower_ < sharded.recall_
+    assert all(shard.recall_lower_ >= 0.995 for shard in sharded.shards_)
+    _, truth = ExactIndex().fit(items).query(queries, 10)
+    assert recall_against(sharded.query(queries, 10)[1], truth) >= 0.99
 
 
 def test_recall_lower_bound_is_mean_minus_z_standard_errors():
@@ -87,10 +116,12 @@ def test_exact_index_matches_brute_force_and_returns_cosine_distances(vectors):
     assert distances.dtype == np.float32 and indices.dtype == np.int64
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
-def test_excluded_items_are_never_returned_and_rows_stay_full(vectors, hnsw, kind):
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "sharded-exact", "sharded-hnsw"])
+def test_excluded_items_are_never_returned_and_rows_stay_full(request, vectors, kind):
     items, _, queries = vectors
-    index = hnsw if kind == "hnsw" else ExactIndex().fit(items)
+    fixtures = {"hnsw": "hnsw", "sharded-hnsw": "sharded"}
+    index = (request.getfixturevalue(fixtures[kind]) if kind in fixtures
+             else MAKERS[kind]().fit(items))
     _, near = exact_topk(queries, items, 60)
     # Exclude a varying number of each query's own nearest items (the hard case).
     counts = np.arange(len(queries)) % 50
@@ -105,10 +136,10 @@ def test_excluded_items_are_never_returned_and_rows_stay_full(vectors, hnsw, kin
     assert recall_against(found, truth) >= 0.97
 
 
-@pytest.mark.parametrize("index", [ExactIndex(), HNSWIndex(random_state=0)])
-def test_rows_with_too_few_eligible_items_get_minus_one_and_inf(index):
+@pytest.mark.parametrize("kind", MAKERS)
+def test_rows_with_too_few_eligible_items_get_minus_one_and_inf(kind):
     items = np.eye(4, dtype=np.float32)
-    index.fit(items, k=3)
+    index = MAKERS[kind]().fit(items, k=3)
     exclude = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))
     distances, found = index.query(items[:2], 3, exclude=exclude)
     assert found[0, :2].tolist() == [2, 3] or found[0, :2].tolist() == [3, 2]
@@ -116,10 +147,10 @@ def test_rows_with_too_few_eligible_items_get_minus_one_and_inf(index):
     assert found[1, 0] == 1 and (found[1] >= 0).all()
 
 
-@pytest.mark.parametrize("make", [ExactIndex, lambda: HNSWIndex(random_state=0)])
-def test_add_and_replace_items(vectors, make):
+@pytest.mark.parametrize("kind", MAKERS)
+def test_add_and_replace_items(vectors, kind):
     items, _, queries = vectors
-    index = make().fit(items[:1000])
+    index = MAKERS[kind]().fit(items[:1000])
     index.add_items(-queries[:3])
     assert index.n_items_ == 1003
     np.testing.assert_array_equal(index.query(-queries[:3], 1)[1].ravel(), [1000, 1001, 1002])
@@ -129,10 +160,10 @@ def test_add_and_replace_items(vectors, make):
         index.replace_items(np.array([5000]), queries[[7]])
 
 
-@pytest.mark.parametrize("make", [ExactIndex, lambda: HNSWIndex(random_state=0)])
-def test_save_load_and_pickle_give_identical_answers(vectors, make, tmp_path):
+@pytest.mark.parametrize("kind", MAKERS)
+def test_save_load_and_pickle_give_identical_answers(vectors, kind, tmp_path):
     items, _, queries = vectors
-    index = make().fit(items)
+    index = MAKERS[kind]().fit(items)
     expected = index.query(queries, 10)
     index.save(tmp_path / "index.pkl")
     for restored in (type(index).load(tmp_path / "index.pkl"), pickle.loads(pickle.dumps(index))):
@@ -142,6 +173,70 @@ def test_save_load_and_pickle_give_identical_answers(vectors, make, tmp_path):
         (HNSWIndex if isinstance(index, ExactIndex) else ExactIndex).load(tmp_path / "index.pkl")
 
 
+# ------------------------------------------------------------- sharded index
+def test_sharded_index_splits_items_round_robin_and_returns_global_positions(vectors):
+    items = vectors[0][:1001]
+    index = ShardedIndex(n_shards=4, base=ExactIndex()).fit(items)
+    assert index.n_shards_ == 4
+    for shard, part in enumerate(index.shards_):
+        np.testing.assert_array_equal(part.embeddings_, items[shard::4])
+    # Every item is its own nearest neighbour, at its global position.
+    np.testing.assert_array_equal(index.query(items, 1)[1].ravel(), np.arange(1001))
+    graphs = ShardedIndex(n_shards=4, base=HNSWIndex(), random_state=0).fit(items)
+    assert (graphs.query(items, 1)[1].ravel() == np.arange(1001)).mean() >= 0.99
+
+
+@pytest.mark.parametrize("n_threads", [None, 1])
+def test_sharded_index_with_exact_base_equals_exact_search(vectors, n_threads):
+    items, _, queries = vectors
+    exclude = sp.random(len(queries), len(items), density=0.01, format="csr", random_state=0)
+    exact = ExactIndex().fit(items)
+    index = ShardedIndex(n_shards=5, base=ExactIndex(), n_threads=n_threads).fit(items)
+    assert index.recall_ == 1.0
+    for mask in (None, exclude):
+        want = exact.query(queries, 25, exclude=mask)
+        got = index.query(queries, 25, exclude=mask)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[0], want[0], atol=1e-6)
+
+
+def test_sharded_index_with_fewer_items_than_shards():
+    items = np.eye(3, dtype=np.float32)
+    index = ShardedIndex(n_shards=8, base=HNSWIndex(random_state=0)).fit(items)
+    assert index.n_shards_ == 3 and [shard.n_items_ for shard in index.shards_] == [1, 1, 1]
+    assert sorted(index.query(items[[1]], 3)[1][0].tolist()) == [0, 1, 2]
+    assert index.query(items[[1]], 3)[1][0, 0] == 1
+    # Added items keep going round-robin over the shards that exist.
+    index.add_items(-items)
+    assert index.n_items_ == 6 and [shard.n_items_ for shard in index.shards_] == [2, 2, 2]
+    np.testing.assert_array_equal(index.query(-items, 1)[1].ravel(), [3, 4, 5])
+
+
+def test_sharded_index_parameters_clone_and_seeds(vectors):
+    base = HNSWIndex(M=8)
+    index = ShardedIndex(n_shards=2, base=base, random_state=0)
+    params = index.get_params(deep=True)
+    assert params["base__M"] == 8 and params["n_shards"] == 2
+    index.set_params(base__M=12)
+    assert base.M == 12  # set_params reaches the base object, as sklearn's nested params do
+    items = vectors[0][:500]
+    fitted = clone(index).fit(items)
+    assert not hasattr(base, "index_")  # shards are clones: the parameter object stays unfitted
+    assert [shard.M for shard in fitted.shards_] == [12, 12]
+    seeds = [shard.random_state for shard in fitted.shards_]
+    assert len(set(seeds)) == 2
+    again = clone(index).fit(items)
+    assert [shard.random_state for shard in again.shards_] == seeds
+    for got, want in zip(again.query(vectors[2], 10), fitted.query(vectors[2], 10)):
+        np.testing.assert_array_equal(got, want)
+    # Without random_state every shard keeps the base's own.
+    kept = ShardedIndex(n_shards=2, base=HNSWIndex(random_state=7)).fit(items)
+    assert [shard.random_state for shard in kept.shards_] == [7, 7]
+    with pytest.raises(ValueError, match="n_shards"):
+        ShardedIndex(n_shards=0).fit(items)
+
+
+# ---------------------------------------------------------------- make_index
 def test_make_index_auto_uses_the_measured_crossover():
     assert isinstance(make_index("auto", EXACT_CROSSOVER - 1, M=8), ExactIndex)
     assert make_index("auto", EXACT_CROSSOVER, M=8).get_params()["M"] == 8
@@ -152,6 +247,35 @@ def test_make_index_auto_uses_the_measured_crossover():
         ExactIndex().fit(np.eye(16, dtype=np.float32)).query(np.ones((1, 3)), 1)
     with pytest.raises(ValueError, match="k = 20 and the index holds 16"):
         ExactIndex().fit(np.eye(16, dtype=np.float32)).query(np.ones((1, 16)), 20)
+
+
+def test_make_index_returns_an_unfitted_clone_of_an_index_object(vectors):
+    for given in (ExactIndex(), HNSWIndex(M=24), ShardedIndex(n_shards=2, base=HNSWIndex(M=8))):
+        made = make_index(given, 10)
+        assert type(made) is type(given) and made is not given
+        assert made.get_params(deep=True).keys() == given.get_params(deep=True).keys()
+        assert not hasattr(made, "n_items_")
+    # A fitted object gives an unfitted clone; the small catalogue does not switch it to exact.
+    fitted = HNSWIndex(M=24, random_state=0).fit(vectors[0][:200])
+    made = make_index(fitted, 200)
+    assert isinstance(made, HNSWIndex) and made.M == 24 and not hasattr(made, "index_")
+    # index_params are set on the clone, nested ones included; the given object is untouched.
+    given = ShardedIndex(base=HNSWIndex(M=8))
+    made = make_index(given, 0, n_shards=2, base__M=32)
+    assert (made.n_shards, made.base.M, given.n_shards, given.base.M) == (2, 32, 4, 8)
+    with pytest.raises(ValueError, match=r"\['M'\] are not parameters of ShardedIndex"):
+        make_index(ShardedIndex(), M=8)
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ("faiss", ValueError, "'auto', 'hnsw', 'exact' or an index object; got 'faiss'"),
+    (HNSWIndex, TypeError, r"Pass an instance, HNSWIndex\(\), not the class"),
+    (3, TypeError, "index object with fit and query methods"),
+    (np.eye(3), TypeError, "index object with fit and query methods"),
+])
+def test_make_index_rejects_anything_else(bad, error, message):
+    with pytest.raises(error, match=message):
+        make_index(bad, 10)
 
 
 # ----------------------------------------------------------------- estimators
@@ -174,6 +298,27 @@ def dssm(interactions):
     X = interactions.drop(columns=["label", "rating", "timestamp"])
     model = DSSMRecommender(index=HNSWIndex(M=8), random_state=0, **FAST)
     return model.fit(X, interactions["label"]), X
+
+
+def test_retriever_serves_from_a_sharded_index(interactions):
+    positives = interactions[interactions["label"] == 1].drop(columns=["label", "rating"])
+    index = ShardedIndex(n_shards=3, base=HNSWIndex(M=8))
+    model = TwoTowerRetriever(item_id_embedding=False, index=index, random_state=0, **FAST)
+    model.fit(positives)
+    assert isinstance(model.index_, ShardedIndex) and model.index_ is not index
+    assert model.index_.n_shards_ == 3 and not hasattr(index, "shards_")
+    users = model.user_ids_
+    ids = model.predict_topk(users, k=10)
+    seen = set(zip(positives["user_id"], positives["item_id"]))
+    assert not any((u, i) in seen for u, row in zip(users, ids) for i in row)
+    assert all(len(set(row)) == 10 for row in ids)
+    # Against exact search over the same embeddings with the same seen items left out.
+    _, truth = exact_topk(model.transform_users(users), model.item_embeddings_, 10,
+                          model.seen_items_)
+    positions = pd.Index(model.item_ids_).get_indexer(ids.ravel()).reshape(ids.shape)
+    assert recall_against(positions, truth) >= 0.95
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict_topk(users, k=10), ids)
 
 
 def test_kneighbors_follows_sklearn_conventions(retriever):
