@@ -4,12 +4,13 @@ Absolute seconds drift on a shared machine, so the two are measured side by side
 for every model seed, ``sweep_retriever.py '{"seed": S}'`` (the defaults of each version, the
 split of ``--split-seed``) runs once with the baseline's code (a ``git worktree`` of
 ``--baseline-rev``, removed afterwards) and once with this checkout's, alternately, each in a
-fresh process on one thread. It prints both fit times, their ratio and both Recall@10.
+fresh process on one thread (with several ``--spec``, each runs after the baseline). It prints
+the fit times, their ratio to the baseline's and the Recall@10 of every run, then the means.
 
 Usage::
 
     python benchmarks/bench_speed_vs_baseline.py --data-home ../shared/data \\
-        [--baseline-rev 6603f06] [--seeds 0 1 2] [--split-seed 0] [--spec '{}']
+        [--baseline-rev 6603f06] [--seeds 0 1 2] [--split-seed 0] [--spec '{}' ...]
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def main() -> None:
                         help="git revision of the baseline (default: before the data-path rebuild)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--spec", default="{}",
-                        help="JSON parameters for this checkout's runs (the baseline runs its defaults)")
+    parser.add_argument("--spec", action="append", default=None,
+                        help="JSON parameters for this checkout's runs (repeat for several; "
+                        "default '{}': the defaults); the baseline always runs its defaults")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,21 +59,26 @@ def main() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline),
                         args.baseline_rev], check=True, capture_output=True)
         try:
-            print(f"| seed | baseline {args.baseline_rev} fit s | this checkout fit s | speed-up | "
-                  "baseline Recall@10 | this checkout Recall@10 |\n|---|---|---|---|---|---|")
+            specs = args.spec or ["{}"]
+            print(f"| seed | baseline {args.baseline_rev} fit s | Recall@10 | "
+                  + " | ".join(f"{spec} fit s | speed-up | Recall@10" for spec in specs)
+                  + " |\n|---|---|---|" + "---|---|---|" * len(specs))
             rows = []
             for seed in args.seeds:
                 old = run(baseline, {"seed": seed}, args.data_home, args.split_seed)
-                new = run(REPO, {**json.loads(args.spec), "seed": seed}, args.data_home,
-                          args.split_seed)
+                new = [run(REPO, {**json.loads(spec), "seed": seed}, args.data_home,
+                           args.split_seed) for spec in specs]
                 rows.append((old, new))
-                print(f"| {seed} | {old[0]:.0f} | {new[0]:.0f} | {old[0] / new[0]:.1f}x | "
-                      f"{old[1]:.4f} | {new[1]:.4f} |", flush=True)
-            old_s = sum(r[0][0] for r in rows)
-            new_s = sum(r[1][0] for r in rows)
-            print(f"| mean | {old_s / len(rows):.0f} | {new_s / len(rows):.0f} | "
-                  f"{old_s / new_s:.1f}x | {sum(r[0][1] for r in rows) / len(rows):.4f} | "
-                  f"{sum(r[1][1] for r in rows) / len(rows):.4f} |")
+                print(f"| {seed} | {old[0]:.0f} | {old[1]:.4f} | " + " | ".join(
+                    f"{seconds:.0f} | {old[0] / seconds:.1f}x | {recall:.4f}"
+                    for seconds, recall in new) + " |", flush=True)
+            old_seconds = sum(old[0] for old, _ in rows)
+            means = [(sum(new[i][0] for _, new in rows), sum(new[i][1] for _, new in rows))
+                     for i in range(len(specs))]
+            print(f"| all | {old_seconds / len(rows):.0f} | "
+                  f"{sum(old[1] for old, _ in rows) / len(rows):.4f} | " + " | ".join(
+                      f"{seconds / len(rows):.0f} | {old_seconds / seconds:.1f}x | "
+                      f"{recall / len(rows):.4f}" for seconds, recall in means) + " |")
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)],
                            check=False, capture_output=True)
