@@ -61,7 +61,7 @@ def interactions():
 def _searches(interactions):
     """(estimator, param grid, X, y) of the two searches compared."""
     positives = interactions[interactions["label"] == 1].drop(columns=["label", "rating"])
-    retriever = TwoTowerRetriever(index="hnsw", index_params={"M": 8}, **SMALL)
+    retriever = TwoTowerRetriever(index=HNSWIndex(M=8), **SMALL)
     X = interactions.drop(columns=["label", "rating", "timestamp"])
     dssm = DSSMRecommender(**SMALL)
     return {
