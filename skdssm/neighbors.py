@@ -127,7 +127,7 @@ def recall_lower_bound(per_query: np.ndarray, z: float = _TUNING_Z) -> float:
     return float(per_query.mean() - z * per_query.std(ddof=1) / math.sqrt(len(per_query)))
 
 
-def tuning_queries(embeddings: np.ndarray, queries, rng: np.random.Generator) -> np.ndarray:
+def _tuning_queries(embeddings: np.ndarray, queries, rng: np.random.Generator) -> np.ndarray:
     """At most 2,000 query vectors to tune and measure recall on.
 
     A sample of ``queries`` (typical query vectors, e.g. user embeddings) when given, else
@@ -426,7 +426,7 @@ class HNSWIndex(_IndexBase):
                                ef_construction=self.ef_construction, random_seed=seed)
         self.index_.add_items(embeddings, np.arange(self.n_items_), num_threads=self.n_threads)
         self.tuning_k_ = min(int(k), self.n_items_)
-        sample = tuning_queries(embeddings, queries, rng)
+        sample = _tuning_queries(embeddings, queries, rng)
         _, truth = exact_topk(sample, embeddings, self.tuning_k_)
         if self.ef_search is not None:
             self.ef_search_ = int(self.ef_search)
@@ -602,7 +602,7 @@ class ShardedIndex(_IndexBase):
         self.n_shards_ = min(self.n_shards, self.n_items_)
         base = HNSWIndex() if self.base is None else self.base
         rng = np.random.default_rng(derive_seed(self.random_state))
-        sample = tuning_queries(embeddings, queries, rng)
+        sample = _tuning_queries(embeddings, queries, rng)
         self.tuning_k_ = min(int(k), self.n_items_)
         shards = [clone(base).set_params(**params) for params in self._shard_seeds(base, rng)]
         parts = [embeddings[shard::self.n_shards_] for shard in range(self.n_shards_)]
