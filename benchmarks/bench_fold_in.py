@@ -19,7 +19,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from skdssm import TwoTowerRetriever

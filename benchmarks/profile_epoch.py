@@ -86,7 +86,7 @@ def main() -> None:
         train, _, _ = load_split(args.data_home)
     seconds = profile(TwoTowerRetriever(random_state=0, **json.loads(args.spec)), train)
     total = sum(seconds.values())
-    print(f"| phase | seconds | share |\n|---|---|---|")
+    print("| phase | seconds | share |\n|---|---|---|")
     for phase, value in seconds.items():
         print(f"| {phase} | {value:.2f} | {value / total:.0%} |")
     print(f"| total | {total:.2f} | |")

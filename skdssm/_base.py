@@ -15,10 +15,10 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
-from ._features import N_RESERVED, OOV, FeatureEncoder
+from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
-from .neighbors import exact_topk, make_index
+from .neighbors import make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
 from .utils._sklearn_compat import HasMethods, Interval, StrOptions
 
@@ -104,6 +104,13 @@ class TwoTowerBase(BaseEstimator):
                 setattr(self, name, value)
 
     # ----------------------------------------------------------- validation
+    def _start_fit(self, X) -> pd.DataFrame:
+        """The checks every ``fit`` starts with: parameters, tower shapes, precision and X."""
+        self._validate_params()
+        self._check_tower_params()
+        self._check_precision()
+        return check_dataframe(X, ensure_non_empty=True)
+
     def _check_tower_params(self) -> None:
         dims = [self.hidden_dims] + ([self.item_hidden_dims] if self.item_hidden_dims else [])
         for name, value in zip(("hidden_dims", "item_hidden_dims"), dims):

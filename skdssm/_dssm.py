@@ -181,10 +181,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         -------
         self
         """
-        self._validate_params()
-        self._check_tower_params()
-        self._check_precision()
-        X = check_dataframe(X, ensure_non_empty=True)
+        X = self._start_fit(X)
         target = self._check_y(X, y)
         self._record_input(X)
         arrays = self._fit_encoder(X)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from sklearn.base import clone
 from skorch.callbacks import Callback
 from torch import nn
 
-from ._base import TwoTowerBase, embed, exact_topk
+from ._base import TwoTowerBase, embed
 from ._docstrings import fill_shared_parameters
 from ._features import (
     CANDIDATE_LOG_Q,
@@ -35,6 +35,7 @@ from ._skorch import SAMPLE_WEIGHT, Compose, DrawCandidates, FixedSplit
 from ._utils import check_columns, check_dataframe, check_generator
 from .losses import bce_loss, bpr_loss, infonce_loss, retrieval_softmax_loss, split_logits
 from .metrics import recall_at_k
+from .neighbors import exact_topk
 from .model_selection import user_holdout_rows
 from .sampling import SAMPLERS, NegativeSampler, make_sampler
 from .utils._sklearn_compat import Interval, StrOptions, _check_sample_weight
@@ -485,10 +486,7 @@ class TwoTowerRetriever(TwoTowerBase):
         -------
         self
         """
-        self._validate_params()
-        self._check_tower_params()
-        self._check_precision()
-        X = check_dataframe(X, ensure_non_empty=True)
+        X = self._start_fit(X)
         check_columns(X, [self.user_col, self.item_col])
         self._record_input(X)
         weights = self._row_weights(X, y, sample_weight)
