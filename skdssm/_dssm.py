@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import pandas as pd
 import torch
@@ -14,25 +16,36 @@ from torch import nn
 
 from ._base import TwoTowerBase
 from ._docstrings import fill_shared_parameters
+from ._features import ITEM_LOG_Q, ITEM_POSITION
 from ._skorch import SAMPLE_WEIGHT, ValidationSplit
 from ._utils import check_dataframe
-from .losses import binary_cross_entropy, remove_accidental_hits, sampled_softmax_loss
-from .utils._sklearn_compat import StrOptions, _check_sample_weight
+from .losses import (
+    binary_cross_entropy,
+    remove_accidental_hits,
+    retrieval_softmax_loss,
+    sampled_softmax_loss,
+)
+from .utils._sklearn_compat import Interval, StrOptions, _check_sample_weight
 
 
 class PairLoss(nn.Module):
     """Criterion of :class:`DSSMRecommender` over a batch of labelled (user, item) pairs.
 
-    ``"bce"``: binary cross-entropy with logits on every pair (design 2), weighted by
-    ``sample_weight``. ``"softmax"``: each positive pair is classified against every item of the
-    batch (design 1's cross-entropy over in-batch candidates); the other rows holding the same
-    item are not counted as negatives.
+    ``"bce"``: binary cross-entropy with logits on every pair, weighted by ``sample_weight``.
+    ``"softmax"``: each positive pair is classified against every item of the batch (in-batch
+    cross-entropy); the other rows holding the same item are not counted as negatives.
+
+    ``ranking_weight > 0`` adds a ranking term: each positive pair against every item of the batch,
+    with the logQ correction of in-batch sampling (``log_q`` of a column is its item's share of the
+    training rows) and the rows holding the same item masked (:func:`retrieval_softmax_loss`).
+    It teaches the towers rated-and-liked versus the rest of the catalogue, which the labelled
+    pairs alone never show them.
     """
 
-    def __init__(self, loss: str = "bce", item_key: str = "item:item_id"):
+    def __init__(self, loss: str = "bce", ranking_weight: float = 0.0):
         super().__init__()
         self.loss = loss
-        self.item_key = item_key
+        self.ranking_weight = ranking_weight
 
     def forward(self, y_pred, y_true, X, module) -> torch.Tensor:
         logits, user, item, _ = y_pred
@@ -46,13 +59,23 @@ class PairLoss(nn.Module):
         return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
     def _member_loss(self, module, user, item, rows, y_true, X, weight) -> torch.Tensor:
+        item_ids = X[ITEM_POSITION]
         if self.loss == "bce":
-            return binary_cross_entropy(module.score(user, item), y_true, weight)
-        item_ids = X[self.item_key]
-        matrix = remove_accidental_hits(module.score_matrix(user[rows], item), item_ids[rows],
-                                        item_ids, positive_columns=rows)
-        return sampled_softmax_loss(matrix, positive_columns=rows,
-                                    weight=None if weight is None else weight[rows])
+            loss = binary_cross_entropy(module.score(user, item), y_true, weight)
+        else:
+            matrix = remove_accidental_hits(module.score_matrix(user[rows], item), item_ids[rows],
+                                            item_ids, positive_columns=rows)
+            loss = sampled_softmax_loss(matrix, positive_columns=rows,
+                                        weight=None if weight is None else weight[rows])
+        if self.ranking_weight > 0 and len(rows) > 0:
+            # The positives first, so that row i's own item is column i (the diagonal).
+            columns = torch.cat([rows, torch.nonzero(y_true <= 0.5).squeeze(1)])
+            ranking = retrieval_softmax_loss(
+                module.score_matrix(user[rows], item[columns]), item_ids[rows],
+                item_ids[columns], log_q=X[ITEM_LOG_Q][columns],
+                weight=None if weight is None else weight[rows])
+            loss = loss + self.ranking_weight * ranking
+        return loss
 
 
 def _valid_roc_auc(net, X, y) -> float:
@@ -81,6 +104,16 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     loss : {"bce", "softmax"}, default="bce"
         ``"bce"``: BCE with logits on each pair. ``"softmax"``: cross-entropy of each positive pair
         against the other items in the batch.
+    ranking_weight : float, default=1.0
+        Weight of a ranking term added to ``loss``: each positive pair (label ``classes_[1]``) is
+        classified against every item of its batch, with the logQ correction of in-batch sampling
+        (a column's log q is the log of its item's share of the training rows) and the rows
+        holding the same item masked. The labelled pairs alone teach liked versus disliked among
+        *rated* items; ranking the whole catalogue (:meth:`predict_topk`, :meth:`kneighbors`)
+        also needs liked versus everything else, which this term supplies, sharing the towers.
+        ``0`` trains on the labelled pairs only (the model of earlier versions): its
+        ``predict_proba`` is as good, but its top-k favours items with few, high ratings and
+        ranks worse than popularity (benchmarks/RESULTS.md section 8).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows (stratified), score ROC AUC on them each epoch
         and stop after ``n_iter_no_change`` epochs without improvement, restoring the best weights
@@ -131,6 +164,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     _parameter_constraints: dict = {
         **TwoTowerBase._parameter_constraints,
         "loss": [StrOptions({"bce", "softmax"})],
+        "ranking_weight": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
@@ -138,9 +172,9 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  hidden_dims=(256, 256, 256), item_hidden_dims=None, activation="tanh",
                  batch_norm=False, dropout=0.2, dropout_position="before", init="default",
                  activate_output=False, normalize=True, temperature=0.1, ensemble_size=1,
-                 n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce", max_epochs=40,
-                 batch_size=512, lr=3e-3, optimizer="adam", weight_decay=0.0,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
+                 n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce",
+                 ranking_weight=1.0, max_epochs=40, batch_size=512, lr=3e-3, optimizer="adam",
+                 weight_decay=0.0, early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
                  index="auto", random_state=None):
@@ -187,6 +221,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         arrays = self._fit_encoder(X)
         if sample_weight is not None:
             arrays[SAMPLE_WEIGHT] = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        arrays.update(self._item_columns(X))
         seed = self._seed()
         scoring = [("valid_auc", EpochScoring(_valid_roc_auc, lower_is_better=False,
                                               name="valid_auc", use_caching=True))]
@@ -194,7 +229,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
             PairLoss, self._callbacks("valid_auc", False, scoring), seed,
             ValidationSplit(self.validation_fraction, seed, stratify=True),
         )
-        net.set_params(criterion__loss=self.loss, criterion__item_key=f"item:{self.item_col}")
+        net.set_params(criterion__loss=self.loss, criterion__ranking_weight=self.ranking_weight)
         self._train(net, arrays, target, seed)
         if self._refits():
             return self._refit_on_all_rows(X, y, sample_weight)
@@ -202,6 +237,15 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self._fit_item_embeddings()
         self._fit_index()
         return self
+
+    def _item_columns(self, X: pd.DataFrame) -> dict:
+        """Each row's catalogue position and the log of its item's share of the rows: the ids and
+        the in-batch sampling probabilities the criterion's softmax terms need."""
+        vocabulary = self.feature_encoder_.feature(self.item_col).vocabulary
+        positions = vocabulary.get_indexer(pd.Index(X[self.item_col].to_numpy(dtype=object)))
+        share = np.bincount(positions, minlength=len(vocabulary)) / len(positions)
+        return {ITEM_POSITION: positions.astype(np.int64),
+                ITEM_LOG_Q: np.log(share[positions]).astype(np.float32)}
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Logit of each (user, item) row of X: ``cosine / temperature + bias``."""

@@ -46,6 +46,7 @@ CANDIDATE_POSITION = "meta:candidate_item"  # their catalogue positions, (S,)
 CANDIDATE_LOG_Q = "meta:candidate_log_q"  # log q of every candidate column, (B + S,)
 KNOWN_POSITIVE = "meta:known_positive"  # (B, B + S): candidate is a known positive of the row
 USER_LOG_Q = "meta:user_log_q"  # log q of each row's user (symmetric softmax), (B,)
+ITEM_LOG_Q = "meta:item_log_q"  # log of the row's item's share of the training rows, (B,)
 BLOCK_PATTERN = re.compile(r"^(?P<base>.+)\[(?P<pos>\d+)\]$")
 KINDS = ("categorical", "dense", "multi", "sequence")
 LIST_TYPES = (list, tuple, np.ndarray)

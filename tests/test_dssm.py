@@ -267,29 +267,109 @@ def test_movielens_100k_defaults_reach_the_auc_bar(movielens_home, single_thread
 
 
 @pytest.mark.parametrize("loss", ["bce", "softmax"])
-def test_ensemble_members_each_learn_from_their_own_loss(loss):
+@pytest.mark.parametrize("ranking_weight", [0.0, 0.5])
+def test_ensemble_members_each_learn_from_their_own_loss(loss, ranking_weight):
     """ensemble_size=n: the criterion is the mean of the members' own losses, so each member is
     trained as if alone; the served logit is the mean of the members' logits."""
     import torch
 
     from skdssm._dssm import PairLoss
-    from skdssm._features import TowerSchema
+    from skdssm._features import ITEM_LOG_Q, ITEM_POSITION, TowerSchema
     from skdssm.nn import TwoTowerModule
 
     torch.manual_seed(0)
     schemas = (TowerSchema(categorical={"user_id": 6}), TowerSchema(categorical={"item_id": 6}))
     ensemble = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4, ensemble_size=2)
-    batch = {"user:user_id": torch.tensor([2, 3, 4, 5]), "item:item_id": torch.tensor([2, 3, 3, 5])}
+    batch = {"user:user_id": torch.tensor([2, 3, 4, 5]), "item:item_id": torch.tensor([2, 3, 3, 5]),
+             ITEM_POSITION: torch.tensor([0, 1, 1, 3]), ITEM_LOG_Q: torch.log(torch.tensor(
+                 [0.25, 0.5, 0.5, 0.25]))}
     target = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    total = PairLoss(loss)(ensemble(**batch), target, batch, ensemble)
+    total = PairLoss(loss, ranking_weight)(ensemble(**batch), target, batch, ensemble)
     own = []
     for m in range(2):
         member = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4)
         member.user_tower = ensemble.user_tower.members[m]
         member.item_tower = ensemble.item_tower.members[m]
         member.bias = ensemble.bias
-        own.append(PairLoss(loss)(member(**batch), target, batch, member))
+        own.append(PairLoss(loss, ranking_weight)(member(**batch), target, batch, member))
     torch.testing.assert_close(total, torch.stack(own).mean())
+
+
+def test_ranking_term_is_logq_corrected_softmax_of_positives_over_the_batch_items():
+    """The criterion is the labelled-pair loss plus ranking_weight times a softmax of each positive
+    row against every item of the batch (positives and negatives alike), log q subtracted and
+    the rows holding the row's own item masked; ranking_weight=0 leaves the pair loss alone."""
+    import torch
+
+    from skdssm._dssm import PairLoss
+    from skdssm._features import ITEM_LOG_Q, ITEM_POSITION, TowerSchema
+    from skdssm.losses import binary_cross_entropy
+    from skdssm.nn import TwoTowerModule
+
+    torch.manual_seed(0)
+    module = TwoTowerModule(TowerSchema(categorical={"user_id": 6}),
+                            TowerSchema(categorical={"item_id": 6}), hidden_dims=(6,),
+                            embedding_dim=4)
+    items = torch.tensor([0, 1, 1, 3])
+    log_q = torch.log(torch.tensor([0.1, 0.3, 0.3, 0.2]))
+    batch = {"user:user_id": torch.tensor([2, 3, 4, 5]), "item:item_id": items + 2,
+             ITEM_POSITION: items, ITEM_LOG_Q: log_q}
+    target = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    out = module(**batch)
+    _, user, item, _ = out
+    pair = binary_cross_entropy(module.score(user, item), target)
+    torch.testing.assert_close(PairLoss("bce", 0.0)(out, target, batch, module), pair)
+    logits = module.score_matrix(user, item) - log_q  # rows: users, columns: batch items
+    expected = []
+    for row in (0, 2, 3):  # the positive rows
+        others = [c for c in range(4) if c == row or items[c] != items[row]]
+        expected.append(-torch.log_softmax(logits[row, others], 0)[others.index(row)])
+    torch.testing.assert_close(PairLoss("bce", 2.0)(out, target, batch, module),
+                               pair + 2.0 * torch.stack(expected).mean())
+
+
+def _rated_is_not_liked(random_state=0):
+    """Which items a user rates depends on their segment (18 of 20 ratings go to their segment's
+    items); whether they like a rated item depends only on the item's quality. Returns (fit
+    frame, its labels, held-out liked (user, item) rows)."""
+    rng = np.random.default_rng(random_state)
+    n_users, n_segments, per_segment = 180, 3, 40
+    segment = rng.integers(n_segments, size=n_users)
+    quality = rng.uniform(0.1, 0.9, size=n_segments * per_segment)
+    own = segment[:, None] * per_segment + rng.permuted(
+        np.tile(np.arange(per_segment), (n_users, 1)), axis=1)[:, :18]
+    other = (own[:, :2] + per_segment * rng.integers(1, n_segments, size=(n_users, 2))) % (
+        n_segments * per_segment)
+    items = np.concatenate([own, other], axis=1).ravel()
+    frame = pd.DataFrame({"user_id": np.repeat(np.arange(n_users), 20), "item_id": items,
+                          "label": (rng.random(len(items)) < quality[items]).astype(int)})
+    frame = frame.drop_duplicates(["user_id", "item_id"])
+    liked = frame[frame["label"] == 1]
+    test = liked.groupby("user_id").sample(frac=0.3, random_state=random_state)
+    fit = frame.drop(index=test.index)
+    return fit[["user_id", "item_id"]], fit["label"].to_numpy(), test
+
+
+def test_default_top_k_ranks_liked_items_above_unrated_ones_and_never_a_rated_one():
+    """ranking_weight=0 learns only liked versus disliked among rated pairs (here: the items'
+    quality), so its top-k is the best items of every segment for everyone; the default also
+    learns which items a user would rate at all, and ranks their held-out liked items far better
+    than that or popularity. Rated items, liked or not, never come back."""
+    from skdssm.baselines import PopularityRecommender
+    from skdssm.metrics import recall_at_k
+
+    X, y, test = _rated_is_not_liked()
+    users = test["user_id"].unique()
+    params = dict(FAST, max_epochs=20, lr=2e-2, dropout=0.0)
+    rated = set(zip(X["user_id"], X["item_id"]))
+    scores = {}
+    for name, model in (("popularity", PopularityRecommender()),
+                        ("pairs only", DSSMRecommender(ranking_weight=0.0, random_state=0, **params)),
+                        ("default", DSSMRecommender(random_state=0, **params))):
+        top = model.fit(X, y).predict_topk(users, k=10)
+        assert not any((u, i) in rated for u, row in zip(users, top) for i in row), name
+        scores[name] = recall_at_k(test, top, users=users)
+    assert scores["default"] > max(scores["pairs only"], scores["popularity"]) + 0.1, scores
 
 
 def test_ensemble_recommender_learns(data):
