@@ -31,7 +31,7 @@ SHARED_PARAMETERS = {
     "hidden_dims": ("tuple of int", """
         User-tower MLP widths; the last is the embedding size."""),
     "item_hidden_dims": ("tuple of int or None", """
-        Item-tower MLP widths (a lighter tower, design 1); None uses ``hidden_dims``."""),
+        Item-tower MLP widths (a lighter item tower); None uses ``hidden_dims``."""),
     "activation": ('{"relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"}', """
         Activation of the hidden layers."""),
     "batch_norm": ("bool", """
@@ -39,13 +39,13 @@ SHARED_PARAMETERS = {
     "dropout": ("float", """
         Dropout probability of the hidden layers."""),
     "dropout_position": ('{"after", "before"}', """
-        Dropout after each hidden activation, or before each Linear (design 2's fourth
-        structure)."""),
+        Dropout after each hidden activation, or before each Linear (the
+        placement of the best MovieLens structure)."""),
     "init": ('{"default", "xavier_normal", "xavier_uniform", "kaiming_normal", '
              '"kaiming_uniform", "orthogonal"}', """
         Initialisation of the Linear weights ("default" keeps PyTorch's)."""),
     "activate_output": ("bool", """
-        Apply BatchNorm/activation to the last layer too (design 2's structures do; off by
+        Apply BatchNorm/activation to the last layer too (some published MLP structures do; off by
         default because an activation right before L2 normalisation restricts the embedding
         space)."""),
     "normalize": ("bool", """

@@ -1,4 +1,4 @@
-"""DSSMRecommender: a two-tower model of labelled (user, item) pairs (designs 1 and 2)."""
+"""DSSMRecommender: a two-tower model of labelled (user, item) pairs."""
 
 from __future__ import annotations
 

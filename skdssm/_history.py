@@ -161,7 +161,7 @@ class UserHistories:
 
 
 class UserProfiles:
-    """Per-user means of item content features over the users' histories (design 4).
+    """Per-user means of item content features over the users' histories.
 
     As :class:`~skdssm.preprocessing.UserProfileEncoder`: a user's profile is the mean feature
     vector of their positive items; a training row marked leave-one-out gets the mean over the

@@ -1,4 +1,4 @@
-"""TwoTowerRetriever: implicit-feedback retrieval with sampled negatives (designs 3, 4 and 5)."""
+"""TwoTowerRetriever: implicit-feedback retrieval with sampled negatives."""
 
 from __future__ import annotations
 
@@ -191,9 +191,9 @@ class TwoTowerRetriever(TwoTowerBase):
         row's own item (``HistoryBuilder(leave_one_out=True)``); early stopping builds the bags
         from the rows it trains on only; the fitted model serves each user with their positives
         and a user unseen in fit with an empty bag (features only). ``"id"``: user-id embedding
-        plus user features. ``"profile"`` (design 4): the mean of the numeric content features
+        plus user features. ``"profile"``: the mean of the numeric content features
         of the user's positive training items (leave-one-out for training rows), plus user
-        features, no id. ``"sequence"`` (designs 1 and 5): self-attention over the user's
+        features, no id. ``"sequence"``: self-attention over the user's
         earlier positive items (strictly before each row's time, so no label leaks), plus user
         features, no id. All but ``"id"`` serve users unseen in fit without an embedding they
         never trained. On MovieLens-100K ``"bag"`` beats ``"id"`` by about 0.009 Recall@10 and
@@ -205,12 +205,12 @@ class TwoTowerRetriever(TwoTowerBase):
         the work per row, not the memory: histories are stored once per interaction.
     rating_transform : None, "center" or callable, default=None
         Turns ``y`` (a rating or relevance per row) into sample weights: None uses ``y`` as is,
-        ``"center"`` uses ``y - 2`` (design 4). Rows whose weight is <= 0 become explicit
+        ``"center"`` uses ``y - 2`` (a 1-5 rating becomes -1..3, so low ratings are negatives). Rows whose weight is <= 0 become explicit
         negatives (label 0, weight ``|w|``) with ``loss="bce"`` and are dropped for the other
         losses.
     loss : {"softmax", "infonce", "bpr", "bce"}, default="softmax"
         ``"softmax"``: in-batch sampled softmax with logQ correction and masking of accidental
-        hits. ``"infonce"`` (design 5), ``"bpr"``, ``"bce"`` (design 4): each positive against
+        hits. ``"infonce"``, ``"bpr"``, ``"bce"``: each positive against
         its own negatives.
     negative_sampler : str or NegativeSampler, default="in_batch"
         Where negatives come from (see :mod:`skdssm.sampling`): a sampler object such as
@@ -218,7 +218,7 @@ class TwoTowerRetriever(TwoTowerBase):
         ``negative_sampler__alpha``, or the name of one with its defaults (``"in_batch"``,
         ``"uniform"``, ``"popularity"``, ``"log_uniform"``, ``"mixed"``). ``"in_batch"`` and
         ``"mixed"`` use the other positives of the batch; the others draw ``n_negatives`` items
-        per positive (4 by default, 1:4 as in design 5). Every sampler leaves out the user's
+        per positive (4 by default: four negatives per positive). Every sampler leaves out the user's
         known positives unless built with ``exclude_known_positives=False``. The batch loader
         draws the negatives; the fitted copy is ``sampler_`` (seeded by ``random_state`` when
         its own ``random_state`` is None).
@@ -266,7 +266,7 @@ class TwoTowerRetriever(TwoTowerBase):
     -----
     The tower and training defaults differ from :class:`DSSMRecommender`'s: ReLU
     ``hidden_dims=(256, 256, 128)``, ``dropout=0.4`` after each activation, ``temperature=0.1``,
-    ``lr=3e-3``, ``optimizer="adamw"`` with ``weight_decay=0.01`` (design 5). They were chosen on
+    ``lr=3e-3``, ``optimizer="adamw"`` with ``weight_decay=0.01``. They were chosen on
     MovieLens-100K (benchmarks/RESULTS.md): heavy dropout and a higher temperature than the usual
     0.05 give the best Recall@10. ``max_epochs=25`` (it was 50) reaches the same Recall@10 there
     with the rebuilt data path in about a third of the time; shorter budgets, cosine schedules,

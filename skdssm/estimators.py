@@ -1,8 +1,8 @@
 """The public estimators.
 
-- :class:`DSSMRecommender` learns from labelled (user, item) pairs (designs 1 and 2).
+- :class:`DSSMRecommender` learns from labelled (user, item) pairs.
 - :class:`TwoTowerRetriever` learns from positive interactions only and samples its own
-  negatives (designs 3, 4 and 5).
+  negatives.
 """
 
 from ._dssm import DSSMRecommender

@@ -100,7 +100,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class SequenceEncoder(nn.Module):
     """Behaviour sequence -> vector: item + position embeddings, self-attention blocks, mean pooling.
 
-    Each block is multi-head self-attention with a residual connection and LayerNorm (design 1);
+    Each block is multi-head self-attention with a residual connection and LayerNorm;
     padding (code 0) is masked in attention and in the pooling.
     """
 

@@ -245,7 +245,7 @@ def make_geo_interactions(
 ) -> Bunch:
     """Generate ratings of sites described by OpenStreetMap-like features at several radii.
 
-    A reproducible stand-in for a restaurant recommender over OSM features (design 4):
+    A reproducible stand-in for a restaurant recommender over OSM features:
     three latent site factors (urban density, greenery/water, public transport) drive
     heavy-tailed, correlated counts, lengths and areas of OSM objects around each item;
     each user weights those factors, and rates items accordingly.
