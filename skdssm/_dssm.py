@@ -61,7 +61,8 @@ class PairLoss(nn.Module):
     def _member_loss(self, module, user, item, rows, y_true, X, weight) -> torch.Tensor:
         item_ids = X[ITEM_POSITION]
         if self.loss == "bce":
-            loss = binary_cross_entropy(module.score(user, item), y_true, weight)
+            loss = binary_cross_entropy(module.score(user, item) + module.pair_offsets(X), y_true,
+                                        weight)
         else:
             matrix = remove_accidental_hits(module.score_matrix(user[rows], item), item_ids[rows],
                                             item_ids, positive_columns=rows)
@@ -114,6 +115,12 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         ``0`` trains on the labelled pairs only (the model of earlier versions): its
         ``predict_proba`` is as good, but its top-k favours items with few, high ratings and
         ranks worse than popularity (benchmarks/RESULTS.md section 8).
+    id_biases : bool, default=True
+        Add a learned bias per user id and per item id to a pair's logit, as matrix factorisation
+        with biases does: they absorb how generous a user is and how well liked an item is, which
+        is most of what separates liked from disliked pairs, so that the embeddings need not
+        encode it. They enter :meth:`decision_function` and :meth:`predict_proba` only;
+        :meth:`predict_topk` and :meth:`kneighbors` rank by the embeddings.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows (stratified), score ROC AUC on them each epoch
         and stop after ``n_iter_no_change`` epochs without improvement, restoring the best weights
@@ -165,6 +172,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         **TwoTowerBase._parameter_constraints,
         "loss": [StrOptions({"bce", "softmax"})],
         "ranking_weight": [Interval(Real, 0, None, closed="left")],
+        "id_biases": ["boolean"],
     }
 
     def __init__(self, user_col="user_id", item_col="item_id", user_features="auto",
@@ -173,9 +181,9 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  batch_norm=False, dropout=0.2, dropout_position="before", init="default",
                  activate_output=False, normalize=True, temperature=0.1, ensemble_size=1,
                  n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce",
-                 ranking_weight=1.0, max_epochs=40, batch_size=512, lr=3e-3, optimizer="adam",
-                 weight_decay=0.0, early_stopping=True, validation_fraction=0.1, n_iter_no_change=3,
-                 refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
+                 ranking_weight=1.0, id_biases=True, max_epochs=40, batch_size=512, lr=3e-3,
+                 optimizer="adam", weight_decay=0.0, early_stopping=True, validation_fraction=0.1,
+                 n_iter_no_change=3, refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
                  index="auto", random_state=None):
         self._store_params(locals())
@@ -237,6 +245,16 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self._fit_item_embeddings()
         self._fit_index()
         return self
+
+    def _module_params(self) -> dict:
+        params = super()._module_params()
+        if self.id_biases:
+            schemas = {"user": params["user_schema"], "item": params["item_schema"]}
+            params["id_biases"] = {
+                f"{side}:{name}": schemas[side].categorical[name]
+                for side, name in (("user", self.user_col), ("item", self.item_col))
+                if name in schemas[side].categorical}
+        return params
 
     def _item_columns(self, X: pd.DataFrame) -> dict:
         """Each row's catalogue position and the log of its item's share of the rows: the ids and

@@ -252,7 +252,10 @@ class TwoTowerModule(nn.Module):
     probabilities. The temperature is a fixed hyper-parameter (searchable in GridSearchCV) rather
     than a learned scale, so that runs stay comparable and the cosine geometry that the hnswlib
     index relies on is untouched. ``bias`` is a learned global offset (the base rate for BCE); it
-    does not change any ranking.
+    does not change any ranking. ``id_biases`` (a mapping from id input keys such as
+    ``"user:user_id"`` to their cardinality) adds a learned offset per id to a pair's logit, as in
+    matrix factorisation with biases: the pair logit of ``forward`` includes them, the embeddings
+    and :meth:`score_matrix` do not.
 
     With ``ensemble_size`` n > 1 each tower is a :class:`TowerEnsemble` of n independently
     initialised towers: a pair's logit is the mean of the n members' logits, and a criterion
@@ -264,7 +267,8 @@ class TwoTowerModule(nn.Module):
     """
 
     def __init__(self, user_schema: TowerSchema, item_schema: TowerSchema, *, hidden_dims=(64,),
-                 item_hidden_dims=None, temperature=0.1, ensemble_size=1, **tower_params):
+                 item_hidden_dims=None, temperature=0.1, ensemble_size=1, id_biases=None,
+                 **tower_params):
         super().__init__()
 
         def tower(schema, side, dims):
@@ -277,6 +281,11 @@ class TwoTowerModule(nn.Module):
         self.ensemble_size = ensemble_size
         self.temperature = temperature
         self.bias = nn.Parameter(torch.zeros(()))
+        # A learned logit offset per value of each named id input (zero at start).
+        self.bias_keys = tuple(id_biases or {})
+        self.id_biases = nn.ModuleList(
+            nn.Embedding(cardinality, 1, _weight=torch.zeros(cardinality, 1))
+            for cardinality in (id_biases or {}).values())
 
     def members(self, embeddings: torch.Tensor) -> list[torch.Tensor]:
         """Split tower outputs (last axis) into the embeddings of each ensemble member, as the
@@ -299,10 +308,19 @@ class TwoTowerModule(nn.Module):
             dots = torch.einsum("bd,bnd->bn", user_embeddings, candidates)
         return dots / self.temperature + self.bias
 
+    def pair_offsets(self, batch: dict):
+        """The id biases of each pair of a batch, (B,), summed (0 without ``id_biases``). They enter
+        a pair's logit (``forward``'s first output), never :meth:`score_matrix`: rankings over
+        candidates come from the embeddings alone."""
+        offsets = 0
+        for key, table in zip(self.bias_keys, self.id_biases):
+            offsets = offsets + table(batch[key]).squeeze(-1)
+        return offsets
+
     def forward(self, **batch):
         user = self.user_tower(batch)
         item = self.item_tower(batch)
         # No candidates: an empty tensor rather than None, which skorch could not move.
         candidates = (self.item_tower(batch[CANDIDATES]) if CANDIDATES in batch
                       else item.new_zeros((0, item.shape[-1])))
-        return self.score(user, item), user, item, candidates
+        return self.score(user, item) + self.pair_offsets(batch), user, item, candidates
