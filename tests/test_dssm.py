@@ -331,7 +331,7 @@ def test_ranking_term_is_logq_corrected_softmax_of_positives_over_the_batch_item
 def _rated_is_not_liked(random_state=0):
     """Which items a user rates depends on their segment (18 of 20 ratings go to their segment's
     items); whether they like a rated item depends only on the item's quality. Returns (fit
-    frame, its labels, held-out liked (user, item) rows)."""
+    frame, its labels, held-out liked (user, item) rows, each item's quality)."""
     rng = np.random.default_rng(random_state)
     n_users, n_segments, per_segment = 180, 3, 40
     segment = rng.integers(n_segments, size=n_users)
@@ -347,7 +347,7 @@ def _rated_is_not_liked(random_state=0):
     liked = frame[frame["label"] == 1]
     test = liked.groupby("user_id").sample(frac=0.3, random_state=random_state)
     fit = frame.drop(index=test.index)
-    return fit[["user_id", "item_id"]], fit["label"].to_numpy(), test
+    return fit[["user_id", "item_id"]], fit["label"].to_numpy(), test, quality
 
 
 def test_default_top_k_ranks_liked_items_above_unrated_ones_and_never_a_rated_one():
@@ -358,7 +358,7 @@ def test_default_top_k_ranks_liked_items_above_unrated_ones_and_never_a_rated_on
     from skdssm.baselines import PopularityRecommender
     from skdssm.metrics import recall_at_k
 
-    X, y, test = _rated_is_not_liked()
+    X, y, test, _ = _rated_is_not_liked()
     users = test["user_id"].unique()
     params = dict(FAST, max_epochs=20, lr=2e-2, dropout=0.0)
     rated = set(zip(X["user_id"], X["item_id"]))
@@ -370,6 +370,32 @@ def test_default_top_k_ranks_liked_items_above_unrated_ones_and_never_a_rated_on
         assert not any((u, i) in rated for u, row in zip(users, top) for i in row), name
         scores[name] = recall_at_k(test, top, users=users)
     assert scores["default"] > max(scores["pairs only"], scores["popularity"]) + 0.1, scores
+
+
+def test_id_biases_learn_item_quality_and_stay_out_of_the_ranking():
+    """Liking depends only on the item's quality: the item biases learn it; decision_function is
+    the embeddings' score plus the two biases, and predict_topk ranks by the embeddings alone."""
+    from scipy.stats import spearmanr
+
+    X, y, _, quality = _rated_is_not_liked()
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=20, lr=2e-2)).fit(X, y)
+    module = model.net_.module_
+    user_bias, item_bias = (table.weight.detach().numpy().ravel() for table in module.id_biases)
+    vocabulary = model.feature_encoder_.feature("item_id").vocabulary
+    item_codes = vocabulary.get_indexer(model.item_ids_) + 2  # codes 0 and 1 are reserved
+    assert spearmanr(item_bias[item_codes], quality[model.item_ids_]).statistic > 0.7
+    pairs = X.head(30)
+    user_codes = model.feature_encoder_.feature("user_id").vocabulary.get_indexer(pairs["user_id"])
+    codes = vocabulary.get_indexer(pairs["item_id"]) + 2
+    dots = (model.transform_users(pairs["user_id"].to_numpy())
+            * model.transform_items(pairs["item_id"].to_numpy())).sum(1)
+    expected = (dots / model.temperature + module.bias.item() + user_bias[user_codes + 2]
+                + item_bias[codes])
+    np.testing.assert_allclose(model.decision_function(pairs), expected, rtol=1e-4, atol=1e-4)
+    users = model.user_ids_[:5]
+    scores = model.transform_users(users) @ model.transform_items().T
+    np.testing.assert_array_equal(model.predict_topk(users, k=1, exclude_seen=False)[:, 0],
+                                  model.item_ids_[scores.argmax(1)])
 
 
 def test_ensemble_recommender_learns(data):
