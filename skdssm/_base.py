@@ -5,6 +5,7 @@ Public estimators (:mod:`skdssm.estimators`) add their loss, their targets and t
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -50,6 +51,71 @@ def embed(tower, inputs: dict, device, transform=None) -> np.ndarray:
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
+
+
+def _id_types(ids: np.ndarray) -> tuple:
+    """The Python types an id of the array ``ids`` may have and still be one of its kind
+    (numpy scalars included); ``(object,)`` for an array of mixed kinds."""
+    kind = ids.dtype.kind
+    if kind in "iub":
+        return (Integral,)
+    if kind == "f":
+        return (Real,)
+    if kind in "US" or pd.api.types.infer_dtype(ids, skipna=False) == "string":
+        return (str,)
+    return (object,)
+
+
+def _warn_foreign_ids(side: str, ids: np.ndarray, positions: np.ndarray, known_ids) -> None:
+    """One warning, with a count, for the unknown ids whose type is not that of the fitted ids
+    (``1`` against string ids, ``None``): they are served as unseen, which is rarely meant."""
+    unknown = ids[positions < 0]
+    if not len(unknown):
+        return
+    expected = _id_types(np.asarray(known_ids))
+    foreign = ~pd.Series(unknown, dtype=object).map(lambda v: isinstance(v, expected)).to_numpy(bool)
+    if foreign.any():
+        first = unknown[foreign][0]
+        warnings.warn(
+            f"{int(foreign.sum())} {side} id(s) are unknown to the model and of another type than "
+            f"the {side} ids seen in fit (first: {first!r} of type {type(first).__name__}; the "
+            f"fitted ids are {np.asarray(known_ids).dtype} ({expected[0].__name__})): they get the "
+            f"out-of-vocabulary embedding. Pass ids of the fitted type.",
+            UserWarning, stacklevel=4)
+
+
+def _as_catalogue_ids(ids, catalogue: np.ndarray, name) -> np.ndarray:
+    """``ids`` in the dtype of ``catalogue``, or a ValueError naming the first id it cannot hold
+    exactly: a cast would truncate 3.5, wrap 2**63 + 5, or add "5" as a second 5."""
+    values = np.asarray(ids, dtype=object)
+    expected = _id_types(catalogue)
+    if catalogue.dtype == object:
+        cast = values
+        fits = pd.Series(values, dtype=object).map(lambda v: isinstance(v, expected)).to_numpy(bool)
+    else:
+        try:
+            cast = values.astype(catalogue.dtype)
+            fits = (pd.Series(cast, dtype=object) == pd.Series(values, dtype=object)).to_numpy(bool)
+        except (ValueError, TypeError, OverflowError):
+            fits = pd.Series(values, dtype=object).map(
+                lambda v: _holds(catalogue.dtype, v)).to_numpy(bool)
+    if not fits.all():
+        bad = values[~fits][0]
+        raise ValueError(
+            f"Cannot add the {name} {bad!r} ({type(bad).__name__}) to the catalogue: its ids are "
+            f"{catalogue.dtype} ({expected[0].__name__}), which cannot hold it exactly (a cast "
+            f"would change it or make it equal to another id). Pass ids of the catalogue's type, "
+            f"or refit with ids of a type that holds them all (e.g. str)."
+        )
+    return cast
+
+
+def _holds(dtype: np.dtype, value) -> bool:
+    """Whether ``value`` survives a cast to ``dtype`` unchanged (the slow path of an error)."""
+    try:
+        return bool(np.asarray([value], dtype=object).astype(dtype)[0] == value)
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 class TwoTowerBase(BaseEstimator):
@@ -200,8 +266,9 @@ class TwoTowerBase(BaseEstimator):
         vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
         return self._last_rows_inputs(X, self.user_col, vocabulary, "user")
 
-    def _inputs_for(self, side: str, query) -> tuple[dict, np.ndarray]:
-        """Encoded inputs of ``query`` (ids or a DataFrame) and the known-id position of each row (-1)."""
+    def _inputs_for(self, side: str, query, warn_foreign: bool = True) -> tuple[dict, np.ndarray]:
+        """Encoded inputs of ``query`` (ids or a DataFrame) and the known-id position of each row
+        (-1); ``warn_foreign``: warn about unknown ids of another type than the fitted ones."""
         id_col = self.user_col if side == "user" else self.item_col
         known_ids = self.user_ids_ if side == "user" else self.item_ids_
         stored = self.user_inputs_ if side == "user" else self.item_inputs_
@@ -214,12 +281,18 @@ class TwoTowerBase(BaseEstimator):
                     f"{list(query.columns)}. Pass every {side} feature column "
                     f"({required}), or an array of {side} ids to use the features seen in fit."
                 )
-            positions = pd.Index(known_ids).get_indexer(pd.Index(query[id_col].to_numpy(dtype=object)))
+            ids = query[id_col].to_numpy(dtype=object)
+            positions = pd.Index(known_ids).get_indexer(pd.Index(ids))
+            if warn_foreign:
+                _warn_foreign_ids(side, ids, positions, known_ids)
             return self.feature_encoder_.encode(query, side), positions
-        ids = np.asarray(query)
+        # A list keeps its values as given: np.asarray([1, "x"]) would turn 1 into "1".
+        ids = query if isinstance(query, np.ndarray) else np.asarray(query, dtype=object)
         if ids.ndim != 1:
             raise ValueError(f"{side} ids must be a 1-D array; got shape {ids.shape}.")
         positions = pd.Index(known_ids).get_indexer(pd.Index(ids.astype(object)))
+        if warn_foreign:
+            _warn_foreign_ids(side, ids, positions, known_ids)
         known = positions >= 0
         inputs = {}
         for key, table in stored.items():
@@ -519,9 +592,12 @@ class TwoTowerBase(BaseEstimator):
         items = check_dataframe(items, what="items")
         check_columns(items, [self.item_col], what="items")
         items = items.drop_duplicates(self.item_col, keep="last")
-        inputs, positions = self._inputs_for("item", items)
-        vectors = self._embed("item", inputs)
+        inputs, positions = self._inputs_for("item", items, warn_foreign=False)
         new, known = positions < 0, positions >= 0
+        # Checked before anything changes, so a refused id leaves the catalogue as it was.
+        new_ids = _as_catalogue_ids(items[self.item_col].to_numpy(dtype=object)[new],
+                                    self.item_ids_, f"item id ({self.item_col!r})")
+        vectors = self._embed("item", inputs)
         replaced = positions[known]
         if replaced.size:
             self.item_embeddings_ = self.item_embeddings_.copy()
@@ -531,8 +607,7 @@ class TwoTowerBase(BaseEstimator):
                 value[replaced] = inputs[key][known]
             self.index_.replace_items(replaced, vectors[known])
         if new.any():
-            new_ids = items[self.item_col].to_numpy()[new]
-            self.item_ids_ = np.concatenate([self.item_ids_, new_ids.astype(self.item_ids_.dtype)])
+            self.item_ids_ = np.concatenate([self.item_ids_, new_ids])
             self.item_inputs_ = {key: np.concatenate([value, inputs[key][new]])
                                  for key, value in self.item_inputs_.items()}
             self.item_embeddings_ = np.concatenate([self.item_embeddings_, vectors[new]])
