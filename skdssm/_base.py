@@ -5,12 +5,14 @@ Public estimators (:mod:`skdssm.estimators`) add their loss, their targets and t
 
 from __future__ import annotations
 
+import threading
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import sklearn
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
@@ -19,8 +21,9 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
+from .exceptions import InconsistentVersionWarning
 from .neighbors import make_index
-from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
+from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule, training_generator
 from .utils._sklearn_compat import HasMethods, Interval, StrOptions
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -32,25 +35,41 @@ INDEX_TUNING_K = 10
 INDEX_TUNING_USERS = 2000
 
 _dims = [list, tuple]
+# Held while a fit seeds torch's default generator and draws its initial weights from it.
+_DEFAULT_GENERATOR_LOCK = threading.Lock()
 
 
 def embed(tower, inputs: dict, device, transform=None) -> np.ndarray:
-    """Run a tower over encoded inputs in evaluation mode, in batches; float32 numpy output.
+    """Run a tower (in evaluation mode: fit leaves it there) over encoded inputs, in batches;
+    float32 numpy output.
 
-    ``transform`` (a batch transform, e.g. the users' history gathering) completes each batch.
+    The tower's mode is not touched: many threads may serve one fitted model at once, and a
+    call switching the shared module to evaluation and back would run the others' queries with
+    dropout on. ``transform`` (a batch transform, e.g. the users' history gathering) completes
+    each batch.
     """
-    was_training = tower.training
-    tower.eval()
     chunks = []
     loader = BatchLoader(InteractionDataset(inputs), batch_size=EMBED_BATCH_SIZE,
                          transform=transform)
     with torch.no_grad():
         for batch, _ in loader:
             chunks.append(tower({k: v.to(device) for k, v in batch.items()}).float().cpu())
-    tower.train(was_training)
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
+
+
+def _versions() -> dict:
+    """The versions of the packages a pickled estimator depends on."""
+    from . import __version__
+
+    return {"skdssm": __version__, "torch": torch.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _plain_ids(ids: np.ndarray) -> np.ndarray:
+    """Ids as an array ``numpy.load`` reads without unpickling: object arrays (strings, or ids
+    of mixed types) become fixed-width unicode."""
+    return ids.astype(str) if ids.dtype == object else ids
 
 
 def _id_types(ids: np.ndarray) -> tuple:
@@ -162,6 +181,22 @@ class TwoTowerBase(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    def __getstate__(self):
+        # The versions that made the model travel with it (sklearn records its own only for
+        # classes of its own modules), so that loading it elsewhere can say what changed.
+        return dict(super().__getstate__(), _skdssm_versions=_versions())
+
+    def __setstate__(self, state):
+        saved = state.pop("_skdssm_versions", None)
+        if saved is not None:
+            current = _versions()
+            changed = {name: (version, current.get(name)) for name, version in saved.items()
+                       if version != current.get(name)}
+            if changed:
+                warnings.warn(InconsistentVersionWarning(type(self).__name__, changed),
+                              stacklevel=2)
+        super().__setstate__(state)
+
     def _store_params(self, arguments: dict) -> None:
         """The body of the estimators' ``__init__``: store every argument under its own name
         and nothing else (sklearn's contract; checks and conversions happen in ``fit``)."""
@@ -171,9 +206,10 @@ class TwoTowerBase(BaseEstimator):
 
     # ----------------------------------------------------------- validation
     def _start_fit(self, X) -> pd.DataFrame:
-        """The checks every ``fit`` starts with: parameters, tower shapes, precision and X."""
+        """The checks every ``fit`` starts with: parameters, tower shapes, device, precision, X."""
         self._validate_params()
         self._check_tower_params()
+        self._check_device()
         self._check_precision()
         return check_dataframe(X, ensure_non_empty=True)
 
@@ -197,6 +233,14 @@ class TwoTowerBase(BaseEstimator):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return str(self.device)
+
+    def _check_device(self) -> None:
+        if self._device().startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} needs CUDA, but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}: no CUDA build or no visible GPU). Use device='cpu', "
+                "or device='auto' to take a GPU when there is one."
+            )
 
     def _check_precision(self) -> None:
         if self.mixed_precision == "fp16" and not self._device().startswith("cuda"):
@@ -383,11 +427,23 @@ class TwoTowerBase(BaseEstimator):
         )
 
     def _train(self, net: TwoTowerNet, arrays: dict, y, seed: int) -> None:
-        """Fit the skorch net with every source of randomness seeded, leaving global RNGs alone."""
+        """Fit the skorch net (``initialize`` then ``partial_fit``, as ``NeuralNet.fit``) with
+        every source of randomness seeded, leaving torch's default generator as it was.
+
+        The weights are drawn from torch's default generator (torch's initialisers use it), which
+        is one per process: the initialisation runs seeded under a lock, so fits in threads draw
+        their own weights. The masks drawn while training come from a generator of this fit's own
+        (:func:`~skdssm.nn.training_generator`), the batch order from the batch loader's. The
+        module is left in evaluation mode, ready to serve.
+        """
         devices = [torch.cuda.current_device()] if net.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
+        with _DEFAULT_GENERATOR_LOCK, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            net.fit(arrays, y)
+            net.initialize()
+        generator = torch.Generator(device=net.device).manual_seed(seed)
+        with training_generator(generator):
+            net.partial_fit(arrays, y)
+        net.module_.eval()
         self.net_ = net
         self.history_ = net.history
         self.best_epoch_ = (dict(net.callbacks_)["early_stopping"].best_epoch_
@@ -475,7 +531,8 @@ class TwoTowerBase(BaseEstimator):
         """Write the user and item embeddings of everything seen in fit, with their ids.
 
         ``.npz``: arrays ``user_ids``, ``user_embeddings``, ``item_ids``, ``item_embeddings``
-        (``numpy.load``). ``.parquet``: one table with columns ``entity`` ("user"/"item"), ``id``
+        (``numpy.load``, without ``allow_pickle``: string ids are stored as a fixed-width unicode
+        array, ids of mixed types as their strings). ``.parquet``: one table with columns ``entity`` ("user"/"item"), ``id``
         and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as strings when user and item ids have
         different types).
 
@@ -488,8 +545,8 @@ class TwoTowerBase(BaseEstimator):
         path = str(path)
         users = self.transform_users(self.user_ids_)
         if path.endswith(".npz"):
-            np.savez(path, user_ids=self.user_ids_, user_embeddings=users,
-                     item_ids=self.item_ids_, item_embeddings=self.item_embeddings_)
+            np.savez(path, user_ids=_plain_ids(self.user_ids_), user_embeddings=users,
+                     item_ids=_plain_ids(self.item_ids_), item_embeddings=self.item_embeddings_)
         elif path.endswith(".parquet"):
             same_type = self.user_ids_.dtype == self.item_ids_.dtype
             frames = []
