@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import sklearn
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
 from ._features import OOV, FeatureEncoder
@@ -197,6 +197,11 @@ class TwoTowerBase(BaseEstimator):
                               stacklevel=2)
         super().__setstate__(state)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
     def _store_params(self, arguments: dict) -> None:
         """The body of the estimators' ``__init__``: store every argument under its own name
         and nothing else (sklearn's contract; checks and conversions happen in ``fit``)."""
@@ -211,7 +216,54 @@ class TwoTowerBase(BaseEstimator):
         self._check_tower_params()
         self._check_device()
         self._check_precision()
-        return check_dataframe(X, ensure_non_empty=True)
+        X = self._check_X(X, reset=True)
+        self._check_id_values(X)
+        return X
+
+    def _check_id_values(self, X: pd.DataFrame) -> None:
+        """Ids are hashable, present and finite in every row of X (also in rows a fit drops,
+        whose pairs still count as seen)."""
+        for side, col in (("user", self.user_col), ("item", self.item_col)):
+            if col not in X.columns:
+                continue  # fit reports the missing column itself
+            values = X[col]
+            try:
+                pd.factorize(values.to_numpy(dtype=object))
+            except TypeError as error:
+                raise TypeError(f"Column {col!r} holds {side} ids that are neither strings nor "
+                                f"numbers ({error}); every id argument must be a string or a "
+                                "number.") from error
+            bad = values.isna().to_numpy()
+            what = "missing value(s) (NaN or None"
+            if not bad.any() and pd.api.types.is_float_dtype(values.dtype):
+                bad, what = np.isinf(values.to_numpy()), "infinite value(s) (inf"
+            if bad.any():
+                raise ValueError(f"Column {col!r} ({side} ids) contains {int(bad.sum())} {what}; "
+                                 f"first at row position {int(np.argmax(bad))}); every row needs "
+                                 f"a {side} id.")
+
+    def _check_X(self, X, *, reset: bool = False) -> pd.DataFrame:
+        """X as a DataFrame. A 2-D array is read by column position (columns ``0 .. n-1``),
+        which needs ``user_col`` and ``item_col`` to be positions (ints), as the transformers of
+        :mod:`skdssm.preprocessing` read arrays; ``reset`` (fit) also requires rows."""
+        if isinstance(X, pd.DataFrame) or sp.issparse(X):
+            return check_dataframe(X, ensure_non_empty=reset)
+        if not all(isinstance(col, Integral) for col in (self.user_col, self.item_col)):
+            raise TypeError(
+                f"X must be a pandas DataFrame with one row per (user, item) interaction; got "
+                f"{type(X).__name__}. An array is read by column position: pass user_col and "
+                f"item_col as positions (ints); they are {self.user_col!r} and {self.item_col!r}."
+            )
+        X = check_array(X, dtype=None, ensure_all_finite=False, ensure_min_samples=int(reset),
+                        input_name="X")
+        if not reset and X.shape[1] != getattr(self, "n_features_in_", X.shape[1]):
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        needed = max(self.user_col, self.item_col) + 1
+        if X.shape[1] < needed:
+            raise ValueError(f"X has {X.shape[1]} feature(s), but user_col={self.user_col} and "
+                             f"item_col={self.item_col} need at least {needed} columns.")
+        return pd.DataFrame(X)
 
     def _check_tower_params(self) -> None:
         dims = [self.hidden_dims] + ([self.item_hidden_dims] if self.item_hidden_dims else [])
@@ -261,7 +313,11 @@ class TwoTowerBase(BaseEstimator):
 
     def _record_input(self, X: pd.DataFrame) -> None:
         self.n_features_in_ = X.shape[1]
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        # As sklearn's validate_data: feature names only when every column is named by a str.
+        if all(isinstance(name, str) for name in X.columns):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     def _encode_pairs(self, X: pd.DataFrame) -> dict:
         encoder = self.feature_encoder_
@@ -440,7 +496,10 @@ class TwoTowerBase(BaseEstimator):
         with _DEFAULT_GENERATOR_LOCK, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             net.initialize()
-        generator = torch.Generator(device=net.device).manual_seed(seed)
+            # The masks' stream continues the weights' one (seeding it with ``seed`` as well
+            # would draw the first masks from the very numbers that drew the first weights).
+            mask_seed = int(torch.randint(0, 2**62, ()).item())
+        generator = torch.Generator(device=net.device).manual_seed(mask_seed)
         with training_generator(generator):
             net.partial_fit(arrays, y)
         net.module_.eval()

@@ -124,6 +124,22 @@ def test_pickle_records_the_versions_and_loading_under_others_warns(data, monkey
     np.testing.assert_array_equal(old.decision_function(X), model.decision_function(X))
 
 
+def test_sample_weights_equal_repeated_rows_with_the_same_ids(data):
+    """Weighted mean loss: with the same vocabularies, full batches and no dropout, a weight of
+    2 trains the model that repeating the row trains."""
+    X, y = data
+    X, y = X.iloc[:300], y[:300]
+    weight = np.where(np.arange(300) % 3 == 0, 2.0, 1.0)
+    repeated = np.repeat(np.arange(300), weight.astype(int))
+    params = dict(FAST, batch_size=1000, dropout=0.0, max_epochs=3)
+    weighted = DSSMRecommender(random_state=0, **params).fit(X, y, sample_weight=weight)
+    copies = DSSMRecommender(random_state=0, **params).fit(X.iloc[repeated], y[repeated])
+    np.testing.assert_allclose(weighted.predict_proba(X), copies.predict_proba(X), rtol=1e-4,
+                               atol=1e-5)
+    unweighted = DSSMRecommender(random_state=0, **params).fit(X, y)
+    assert not np.allclose(unweighted.predict_proba(X), weighted.predict_proba(X), atol=1e-4)
+
+
 def test_tiny_data_under_early_stopping_says_what_is_too_small():
     X = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": [1, 2, 1, 2, 1, 2]})
     y = np.array([1, 1, 1, 1, 0, 1])
