@@ -12,7 +12,6 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import sklearn
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
@@ -21,6 +20,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
+from ._ids import as_catalogue_ids, plain_ids, versions, warn_foreign_ids
 from .exceptions import InconsistentVersionWarning
 from .neighbors import make_index
 from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule, training_generator
@@ -57,84 +57,6 @@ def embed(tower, inputs: dict, device, transform=None) -> np.ndarray:
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
-
-
-def _versions() -> dict:
-    """The versions of the packages a pickled estimator depends on."""
-    from . import __version__
-
-    return {"skdssm": __version__, "torch": torch.__version__, "scikit-learn": sklearn.__version__}
-
-
-def _plain_ids(ids: np.ndarray) -> np.ndarray:
-    """Ids as an array ``numpy.load`` reads without unpickling: object arrays (strings, or ids
-    of mixed types) become fixed-width unicode."""
-    return ids.astype(str) if ids.dtype == object else ids
-
-
-def _id_types(ids: np.ndarray) -> tuple:
-    """The Python types an id of the array ``ids`` may have and still be one of its kind
-    (numpy scalars included); ``(object,)`` for an array of mixed kinds."""
-    kind = ids.dtype.kind
-    if kind in "iub":
-        return (Integral,)
-    if kind == "f":
-        return (Real,)
-    if kind in "US" or pd.api.types.infer_dtype(ids, skipna=False) == "string":
-        return (str,)
-    return (object,)
-
-
-def _warn_foreign_ids(side: str, ids: np.ndarray, positions: np.ndarray, known_ids) -> None:
-    """One warning, with a count, for the unknown ids whose type is not that of the fitted ids
-    (``1`` against string ids, ``None``): they are served as unseen, which is rarely meant."""
-    unknown = ids[positions < 0]
-    if not len(unknown):
-        return
-    expected = _id_types(np.asarray(known_ids))
-    foreign = ~pd.Series(unknown, dtype=object).map(lambda v: isinstance(v, expected)).to_numpy(bool)
-    if foreign.any():
-        first = unknown[foreign][0]
-        warnings.warn(
-            f"{int(foreign.sum())} {side} id(s) are unknown to the model and of another type than "
-            f"the {side} ids seen in fit (first: {first!r} of type {type(first).__name__}; the "
-            f"fitted ids are {np.asarray(known_ids).dtype} ({expected[0].__name__})): they get the "
-            f"out-of-vocabulary embedding. Pass ids of the fitted type.",
-            UserWarning, stacklevel=4)
-
-
-def _as_catalogue_ids(ids, catalogue: np.ndarray, name) -> np.ndarray:
-    """``ids`` in the dtype of ``catalogue``, or a ValueError naming the first id it cannot hold
-    exactly: a cast would truncate 3.5, wrap 2**63 + 5, or add "5" as a second 5."""
-    values = np.asarray(ids, dtype=object)
-    expected = _id_types(catalogue)
-    if catalogue.dtype == object:
-        cast = values
-        fits = pd.Series(values, dtype=object).map(lambda v: isinstance(v, expected)).to_numpy(bool)
-    else:
-        try:
-            cast = values.astype(catalogue.dtype)
-            fits = (pd.Series(cast, dtype=object) == pd.Series(values, dtype=object)).to_numpy(bool)
-        except (ValueError, TypeError, OverflowError):
-            fits = pd.Series(values, dtype=object).map(
-                lambda v: _holds(catalogue.dtype, v)).to_numpy(bool)
-    if not fits.all():
-        bad = values[~fits][0]
-        raise ValueError(
-            f"Cannot add the {name} {bad!r} ({type(bad).__name__}) to the catalogue: its ids are "
-            f"{catalogue.dtype} ({expected[0].__name__}), which cannot hold it exactly (a cast "
-            f"would change it or make it equal to another id). Pass ids of the catalogue's type, "
-            f"or refit with ids of a type that holds them all (e.g. str)."
-        )
-    return cast
-
-
-def _holds(dtype: np.dtype, value) -> bool:
-    """Whether ``value`` survives a cast to ``dtype`` unchanged (the slow path of an error)."""
-    try:
-        return bool(np.asarray([value], dtype=object).astype(dtype)[0] == value)
-    except (ValueError, TypeError, OverflowError):
-        return False
 
 
 class TwoTowerBase(BaseEstimator):
@@ -184,12 +106,12 @@ class TwoTowerBase(BaseEstimator):
     def __getstate__(self):
         # The versions that made the model travel with it (sklearn records its own only for
         # classes of its own modules), so that loading it elsewhere can say what changed.
-        return dict(super().__getstate__(), _skdssm_versions=_versions())
+        return dict(super().__getstate__(), _skdssm_versions=versions())
 
     def __setstate__(self, state):
         saved = state.pop("_skdssm_versions", None)
         if saved is not None:
-            current = _versions()
+            current = versions()
             changed = {name: (version, current.get(name)) for name, version in saved.items()
                        if version != current.get(name)}
             if changed:
@@ -384,7 +306,7 @@ class TwoTowerBase(BaseEstimator):
             ids = query[id_col].to_numpy(dtype=object)
             positions = pd.Index(known_ids).get_indexer(pd.Index(ids))
             if warn_foreign:
-                _warn_foreign_ids(side, ids, positions, known_ids)
+                warn_foreign_ids(side, ids, positions, known_ids)
             return self.feature_encoder_.encode(query, side), positions
         # A list keeps its values as given: np.asarray([1, "x"]) would turn 1 into "1".
         ids = query if isinstance(query, np.ndarray) else np.asarray(query, dtype=object)
@@ -392,7 +314,7 @@ class TwoTowerBase(BaseEstimator):
             raise ValueError(f"{side} ids must be a 1-D array; got shape {ids.shape}.")
         positions = pd.Index(known_ids).get_indexer(pd.Index(ids.astype(object)))
         if warn_foreign:
-            _warn_foreign_ids(side, ids, positions, known_ids)
+            warn_foreign_ids(side, ids, positions, known_ids)
         known = positions >= 0
         inputs = {}
         for key, table in stored.items():
@@ -604,8 +526,8 @@ class TwoTowerBase(BaseEstimator):
         path = str(path)
         users = self.transform_users(self.user_ids_)
         if path.endswith(".npz"):
-            np.savez(path, user_ids=_plain_ids(self.user_ids_), user_embeddings=users,
-                     item_ids=_plain_ids(self.item_ids_), item_embeddings=self.item_embeddings_)
+            np.savez(path, user_ids=plain_ids(self.user_ids_), user_embeddings=users,
+                     item_ids=plain_ids(self.item_ids_), item_embeddings=self.item_embeddings_)
         elif path.endswith(".parquet"):
             same_type = self.user_ids_.dtype == self.item_ids_.dtype
             frames = []
@@ -711,7 +633,7 @@ class TwoTowerBase(BaseEstimator):
         inputs, positions = self._inputs_for("item", items, warn_foreign=False)
         new, known = positions < 0, positions >= 0
         # Checked before anything changes, so a refused id leaves the catalogue as it was.
-        new_ids = _as_catalogue_ids(items[self.item_col].to_numpy(dtype=object)[new],
+        new_ids = as_catalogue_ids(items[self.item_col].to_numpy(dtype=object)[new],
                                     self.item_ids_, f"item id ({self.item_col!r})")
         vectors = self._embed("item", inputs)
         replaced = positions[known]

@@ -167,8 +167,8 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         self.classes_ = np.unique(y)
         if target_type != "binary" or len(self.classes_) != 2:
             raise ValueError(
-                f"Only binary classification is supported: y must hold exactly two classes (e.g. 0/1 or liked/disliked); got {target_type} "
-                f"y with {len(self.classes_)} class(es): classes {self.classes_[:10].tolist()}."
+                "Only binary classification is supported: y must hold exactly two classes (e.g. "
+                f"0/1 or liked/disliked); got {target_type} y with {len(self.classes_)} class(es): classes {self.classes_[:10].tolist()}."
             )
         return (y == self.classes_[1]).astype(np.float32)
 

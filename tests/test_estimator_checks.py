@@ -29,7 +29,8 @@ DSSM_LIMITS = {
     "check_classifiers_train": (
         "the check wants training accuracy > 0.83 on rows whose ids are continuous random "
         "numbers, each (user, item) pair seen once: an id model learns nothing from ids seen "
-        "once in 2 epochs; learning is tested on frames: test_dssm.py::test_recovers_planted_signal"),
+        "once in 2 epochs; learning is tested on frames: "
+        "test_dssm.py::test_recovers_planted_signal"),
 }
 
 
