@@ -118,6 +118,9 @@ class TwoTowerBase(BaseEstimator):
                 warnings.warn(InconsistentVersionWarning(type(self).__name__, changed),
                               stacklevel=2)
         super().__setstate__(state)
+        module = getattr(self.__dict__.get("net_"), "module_", None)
+        if module is not None:
+            module.eval()  # pickles of earlier versions kept the towers in training mode
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,5 +1,6 @@
 """A fitted model serves many threads at once, and fits in threads do not share randomness."""
 
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -50,6 +51,15 @@ def test_fit_leaves_the_module_in_evaluation_mode_and_serving_keeps_it(positives
     model.predict_topk(model.user_ids_[:5], k=3)
     assert not any(module.training for module in model.net_.module_.modules())
     np.testing.assert_array_equal(model.transform_users(model.user_ids_[:5]), first)
+
+
+def test_a_model_pickled_in_training_mode_is_loaded_in_evaluation_mode(positives):
+    model = TwoTowerRetriever(random_state=0, **FAST).fit(positives)
+    expected = model.transform_users(model.user_ids_[:5])
+    model.net_.module_.train()  # as fit left the towers before, and old pickles hold them
+    restored = pickle.loads(pickle.dumps(model))
+    assert not any(module.training for module in restored.net_.module_.modules())
+    np.testing.assert_array_equal(restored.transform_users(restored.user_ids_[:5]), expected)
 
 
 def test_hnsw_queries_from_threads_at_mixed_k_equal_the_serial_answers():
