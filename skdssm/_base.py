@@ -153,7 +153,8 @@ class TwoTowerBase(BaseEstimator):
                 continue  # fit reports the missing column itself
             values = X[col]
             try:
-                pd.factorize(values.to_numpy(dtype=object))
+                if values.dtype == object:  # other dtypes hold hashable scalars only
+                    pd.factorize(values.to_numpy())
             except TypeError as error:
                 raise TypeError(f"Column {col!r} holds {side} ids that are neither strings nor "
                                 f"numbers ({error}); every id argument must be a string or a "
@@ -516,9 +517,9 @@ class TwoTowerBase(BaseEstimator):
 
         ``.npz``: arrays ``user_ids``, ``user_embeddings``, ``item_ids``, ``item_embeddings``
         (``numpy.load``, without ``allow_pickle``: string ids are stored as a fixed-width unicode
-        array, ids of mixed types as their strings). ``.parquet``: one table with columns ``entity`` ("user"/"item"), ``id``
-        and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as strings when user and item ids have
-        different types).
+        array, ids of mixed types as their strings). ``.parquet``: one table with columns
+        ``entity`` ("user"/"item"), ``id`` and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as
+        strings when user and item ids have different types).
 
         Parameters
         ----------
