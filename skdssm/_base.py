@@ -5,6 +5,8 @@ Public estimators (:mod:`skdssm.estimators`) add their loss, their targets and t
 
 from __future__ import annotations
 
+import threading
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,14 +14,16 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
 from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
+from ._ids import as_catalogue_ids, plain_ids, versions, warn_foreign_ids
+from .exceptions import InconsistentVersionWarning
 from .neighbors import make_index
-from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule
+from .nn import ACTIVATIONS, INITIALIZERS, TwoTowerModule, training_generator
 from .utils._sklearn_compat import HasMethods, Interval, StrOptions
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -31,22 +35,25 @@ INDEX_TUNING_K = 10
 INDEX_TUNING_USERS = 2000
 
 _dims = [list, tuple]
+# Held while a fit seeds torch's default generator and draws its initial weights from it.
+_DEFAULT_GENERATOR_LOCK = threading.Lock()
 
 
 def embed(tower, inputs: dict, device, transform=None) -> np.ndarray:
-    """Run a tower over encoded inputs in evaluation mode, in batches; float32 numpy output.
+    """Run a tower (in evaluation mode: fit leaves it there) over encoded inputs, in batches;
+    float32 numpy output.
 
-    ``transform`` (a batch transform, e.g. the users' history gathering) completes each batch.
+    The tower's mode is not touched: many threads may serve one fitted model at once, and a
+    call switching the shared module to evaluation and back would run the others' queries with
+    dropout on. ``transform`` (a batch transform, e.g. the users' history gathering) completes
+    each batch.
     """
-    was_training = tower.training
-    tower.eval()
     chunks = []
     loader = BatchLoader(InteractionDataset(inputs), batch_size=EMBED_BATCH_SIZE,
                          transform=transform)
     with torch.no_grad():
         for batch, _ in loader:
             chunks.append(tower({k: v.to(device) for k, v in batch.items()}).float().cpu())
-    tower.train(was_training)
     if not chunks:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
@@ -96,6 +103,30 @@ class TwoTowerBase(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    def __getstate__(self):
+        # The versions that made the model travel with it (sklearn records its own only for
+        # classes of its own modules), so that loading it elsewhere can say what changed.
+        return dict(super().__getstate__(), _skdssm_versions=versions())
+
+    def __setstate__(self, state):
+        saved = state.pop("_skdssm_versions", None)
+        if saved is not None:
+            current = versions()
+            changed = {name: (version, current.get(name)) for name, version in saved.items()
+                       if version != current.get(name)}
+            if changed:
+                warnings.warn(InconsistentVersionWarning(type(self).__name__, changed),
+                              stacklevel=2)
+        super().__setstate__(state)
+        module = getattr(self.__dict__.get("net_"), "module_", None)
+        if module is not None:
+            module.eval()  # pickles of earlier versions kept the towers in training mode
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
     def _store_params(self, arguments: dict) -> None:
         """The body of the estimators' ``__init__``: store every argument under its own name
         and nothing else (sklearn's contract; checks and conversions happen in ``fit``)."""
@@ -105,11 +136,60 @@ class TwoTowerBase(BaseEstimator):
 
     # ----------------------------------------------------------- validation
     def _start_fit(self, X) -> pd.DataFrame:
-        """The checks every ``fit`` starts with: parameters, tower shapes, precision and X."""
+        """The checks every ``fit`` starts with: parameters, tower shapes, device, precision, X."""
         self._validate_params()
         self._check_tower_params()
+        self._check_device()
         self._check_precision()
-        return check_dataframe(X, ensure_non_empty=True)
+        X = self._check_X(X, reset=True)
+        self._check_id_values(X)
+        return X
+
+    def _check_id_values(self, X: pd.DataFrame) -> None:
+        """Ids are hashable, present and finite in every row of X (also in rows a fit drops,
+        whose pairs still count as seen)."""
+        for side, col in (("user", self.user_col), ("item", self.item_col)):
+            if col not in X.columns:
+                continue  # fit reports the missing column itself
+            values = X[col]
+            try:
+                if values.dtype == object:  # other dtypes hold hashable scalars only
+                    pd.factorize(values.to_numpy())
+            except TypeError as error:
+                raise TypeError(f"Column {col!r} holds {side} ids that are neither strings nor "
+                                f"numbers ({error}); every id argument must be a string or a "
+                                "number.") from error
+            bad = values.isna().to_numpy()
+            what = "missing value(s) (NaN or None"
+            if not bad.any() and pd.api.types.is_float_dtype(values.dtype):
+                bad, what = np.isinf(values.to_numpy()), "infinite value(s) (inf"
+            if bad.any():
+                raise ValueError(f"Column {col!r} ({side} ids) contains {int(bad.sum())} {what}; "
+                                 f"first at row position {int(np.argmax(bad))}); every row needs "
+                                 f"a {side} id.")
+
+    def _check_X(self, X, *, reset: bool = False) -> pd.DataFrame:
+        """X as a DataFrame. A 2-D array is read by column position (columns ``0 .. n-1``),
+        which needs ``user_col`` and ``item_col`` to be positions (ints), as the transformers of
+        :mod:`skdssm.preprocessing` read arrays; ``reset`` (fit) also requires rows."""
+        if isinstance(X, pd.DataFrame) or sp.issparse(X):
+            return check_dataframe(X, ensure_non_empty=reset)
+        if not all(isinstance(col, Integral) for col in (self.user_col, self.item_col)):
+            raise TypeError(
+                f"X must be a pandas DataFrame with one row per (user, item) interaction; got "
+                f"{type(X).__name__}. An array is read by column position: pass user_col and "
+                f"item_col as positions (ints); they are {self.user_col!r} and {self.item_col!r}."
+            )
+        X = check_array(X, dtype=None, ensure_all_finite=False, ensure_min_samples=int(reset),
+                        input_name="X")
+        if not reset and X.shape[1] != getattr(self, "n_features_in_", X.shape[1]):
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        needed = max(self.user_col, self.item_col) + 1
+        if X.shape[1] < needed:
+            raise ValueError(f"X has {X.shape[1]} feature(s), but user_col={self.user_col} and "
+                             f"item_col={self.item_col} need at least {needed} columns.")
+        return pd.DataFrame(X)
 
     def _check_tower_params(self) -> None:
         dims = [self.hidden_dims] + ([self.item_hidden_dims] if self.item_hidden_dims else [])
@@ -132,6 +212,14 @@ class TwoTowerBase(BaseEstimator):
             return "cuda" if torch.cuda.is_available() else "cpu"
         return str(self.device)
 
+    def _check_device(self) -> None:
+        if self._device().startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} needs CUDA, but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}: no CUDA build or no visible GPU). Use device='cpu', "
+                "or device='auto' to take a GPU when there is one."
+            )
+
     def _check_precision(self) -> None:
         if self.mixed_precision == "fp16" and not self._device().startswith("cuda"):
             raise ValueError(
@@ -151,7 +239,11 @@ class TwoTowerBase(BaseEstimator):
 
     def _record_input(self, X: pd.DataFrame) -> None:
         self.n_features_in_ = X.shape[1]
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        # As sklearn's validate_data: feature names only when every column is named by a str.
+        if all(isinstance(name, str) for name in X.columns):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     def _encode_pairs(self, X: pd.DataFrame) -> dict:
         encoder = self.feature_encoder_
@@ -200,8 +292,9 @@ class TwoTowerBase(BaseEstimator):
         vocabulary = self.feature_encoder_.feature(self.user_col).vocabulary
         return self._last_rows_inputs(X, self.user_col, vocabulary, "user")
 
-    def _inputs_for(self, side: str, query) -> tuple[dict, np.ndarray]:
-        """Encoded inputs of ``query`` (ids or a DataFrame) and the known-id position of each row (-1)."""
+    def _inputs_for(self, side: str, query, warn_foreign: bool = True) -> tuple[dict, np.ndarray]:
+        """Encoded inputs of ``query`` (ids or a DataFrame) and the known-id position of each row
+        (-1); ``warn_foreign``: warn about unknown ids of another type than the fitted ones."""
         id_col = self.user_col if side == "user" else self.item_col
         known_ids = self.user_ids_ if side == "user" else self.item_ids_
         stored = self.user_inputs_ if side == "user" else self.item_inputs_
@@ -214,12 +307,18 @@ class TwoTowerBase(BaseEstimator):
                     f"{list(query.columns)}. Pass every {side} feature column "
                     f"({required}), or an array of {side} ids to use the features seen in fit."
                 )
-            positions = pd.Index(known_ids).get_indexer(pd.Index(query[id_col].to_numpy(dtype=object)))
+            ids = query[id_col].to_numpy(dtype=object)
+            positions = pd.Index(known_ids).get_indexer(pd.Index(ids))
+            if warn_foreign:
+                warn_foreign_ids(side, ids, positions, known_ids)
             return self.feature_encoder_.encode(query, side), positions
-        ids = np.asarray(query)
+        # A list keeps its values as given: np.asarray([1, "x"]) would turn 1 into "1".
+        ids = query if isinstance(query, np.ndarray) else np.asarray(query, dtype=object)
         if ids.ndim != 1:
             raise ValueError(f"{side} ids must be a 1-D array; got shape {ids.shape}.")
         positions = pd.Index(known_ids).get_indexer(pd.Index(ids.astype(object)))
+        if warn_foreign:
+            warn_foreign_ids(side, ids, positions, known_ids)
         known = positions >= 0
         inputs = {}
         for key, table in stored.items():
@@ -310,11 +409,26 @@ class TwoTowerBase(BaseEstimator):
         )
 
     def _train(self, net: TwoTowerNet, arrays: dict, y, seed: int) -> None:
-        """Fit the skorch net with every source of randomness seeded, leaving global RNGs alone."""
+        """Fit the skorch net (``initialize`` then ``partial_fit``, as ``NeuralNet.fit``) with
+        every source of randomness seeded, leaving torch's default generator as it was.
+
+        The weights are drawn from torch's default generator (torch's initialisers use it), which
+        is one per process: the initialisation runs seeded under a lock, so fits in threads draw
+        their own weights. The masks drawn while training come from a generator of this fit's own
+        (:func:`~skdssm.nn.training_generator`), the batch order from the batch loader's. The
+        module is left in evaluation mode, ready to serve.
+        """
         devices = [torch.cuda.current_device()] if net.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
+        with _DEFAULT_GENERATOR_LOCK, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            net.fit(arrays, y)
+            net.initialize()
+            # The masks' stream continues the weights' one (seeding it with ``seed`` as well
+            # would draw the first masks from the very numbers that drew the first weights).
+            mask_seed = int(torch.randint(0, 2**62, ()).item())
+        generator = torch.Generator(device=net.device).manual_seed(mask_seed)
+        with training_generator(generator):
+            net.partial_fit(arrays, y)
+        net.module_.eval()
         self.net_ = net
         self.history_ = net.history
         self.best_epoch_ = (dict(net.callbacks_)["early_stopping"].best_epoch_
@@ -402,9 +516,10 @@ class TwoTowerBase(BaseEstimator):
         """Write the user and item embeddings of everything seen in fit, with their ids.
 
         ``.npz``: arrays ``user_ids``, ``user_embeddings``, ``item_ids``, ``item_embeddings``
-        (``numpy.load``). ``.parquet``: one table with columns ``entity`` ("user"/"item"), ``id``
-        and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as strings when user and item ids have
-        different types).
+        (``numpy.load``, without ``allow_pickle``: string ids are stored as a fixed-width unicode
+        array, ids of mixed types as their strings). ``.parquet``: one table with columns
+        ``entity`` ("user"/"item"), ``id`` and ``e0 .. e{d-1}`` (needs pyarrow; ids are written as
+        strings when user and item ids have different types).
 
         Parameters
         ----------
@@ -415,8 +530,8 @@ class TwoTowerBase(BaseEstimator):
         path = str(path)
         users = self.transform_users(self.user_ids_)
         if path.endswith(".npz"):
-            np.savez(path, user_ids=self.user_ids_, user_embeddings=users,
-                     item_ids=self.item_ids_, item_embeddings=self.item_embeddings_)
+            np.savez(path, user_ids=plain_ids(self.user_ids_), user_embeddings=users,
+                     item_ids=plain_ids(self.item_ids_), item_embeddings=self.item_embeddings_)
         elif path.endswith(".parquet"):
             same_type = self.user_ids_.dtype == self.item_ids_.dtype
             frames = []
@@ -519,9 +634,12 @@ class TwoTowerBase(BaseEstimator):
         items = check_dataframe(items, what="items")
         check_columns(items, [self.item_col], what="items")
         items = items.drop_duplicates(self.item_col, keep="last")
-        inputs, positions = self._inputs_for("item", items)
-        vectors = self._embed("item", inputs)
+        inputs, positions = self._inputs_for("item", items, warn_foreign=False)
         new, known = positions < 0, positions >= 0
+        # Checked before anything changes, so a refused id leaves the catalogue as it was.
+        new_ids = as_catalogue_ids(items[self.item_col].to_numpy(dtype=object)[new],
+                                    self.item_ids_, f"item id ({self.item_col!r})")
+        vectors = self._embed("item", inputs)
         replaced = positions[known]
         if replaced.size:
             self.item_embeddings_ = self.item_embeddings_.copy()
@@ -531,8 +649,7 @@ class TwoTowerBase(BaseEstimator):
                 value[replaced] = inputs[key][known]
             self.index_.replace_items(replaced, vectors[known])
         if new.any():
-            new_ids = items[self.item_col].to_numpy()[new]
-            self.item_ids_ = np.concatenate([self.item_ids_, new_ids.astype(self.item_ids_.dtype)])
+            self.item_ids_ = np.concatenate([self.item_ids_, new_ids])
             self.item_inputs_ = {key: np.concatenate([value, inputs[key][new]])
                                  for key, value in self.item_inputs_.items()}
             self.item_embeddings_ = np.concatenate([self.item_embeddings_, vectors[new]])

@@ -10,7 +10,7 @@ import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch.callbacks import EpochScoring
 from torch import nn
 
@@ -18,7 +18,6 @@ from ._base import TwoTowerBase
 from ._docstrings import fill_shared_parameters
 from ._features import ITEM_LOG_Q, ITEM_POSITION
 from ._skorch import SAMPLE_WEIGHT, ValidationSplit
-from ._utils import check_dataframe
 from .losses import (
     binary_cross_entropy,
     remove_accidental_hits,
@@ -188,22 +187,30 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  index="auto", random_state=None):
         self._store_params(locals())
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # two labels only
+        return tags
+
     def _check_y(self, X: pd.DataFrame, y) -> np.ndarray:
         if y is None:
-            raise ValueError("DSSMRecommender needs y: one binary label per row of X.")
+            raise ValueError("DSSMRecommender requires y to be passed, but the target y is "
+                             "None: it needs y, one binary label per row of X.")
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)  # a column vector, as sklearn's classifiers take it
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(
                 f"y must be 1-D with one label per row of X; got shape {y.shape} for {len(X)} rows."
             )
         if pd.isna(y).any():
             raise ValueError("y contains missing values; every row of X needs a label.")
-        target_type = type_of_target(y, input_name="y")
+        target_type = type_of_target(y, input_name="y", raise_unknown=True)
         self.classes_ = np.unique(y)
         if target_type != "binary" or len(self.classes_) != 2:
             raise ValueError(
-                f"y must hold exactly two classes (e.g. 0/1 or liked/disliked); got {target_type} "
-                f"with classes {self.classes_[:10].tolist()}."
+                "Only binary classification is supported: y must hold exactly two classes (e.g. "
+                f"0/1 or liked/disliked); got {target_type} y with {len(self.classes_)} class(es): classes {self.classes_[:10].tolist()}."
             )
         return (y == self.classes_[1]).astype(np.float32)
 
@@ -268,7 +275,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Logit of each (user, item) row of X: ``cosine / temperature + bias``."""
         check_is_fitted(self)
-        X = check_dataframe(X)
+        X = self._check_X(X)
         return self.net_.forward_logits(self._encode_pairs(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

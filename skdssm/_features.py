@@ -186,8 +186,8 @@ def check_no_missing(frame: pd.DataFrame, feature: Feature) -> None:
     missing = np.flatnonzero(series.isna().to_numpy())
     if missing.size:
         raise ValueError(
-            f"Column {feature.name!r} contains {missing.size} missing value(s) (first at "
-            f"{_row(series, missing[0])}); fill or drop them before calling the estimator."
+            f"Column {feature.name!r} contains {missing.size} missing value(s) (NaN or None; "
+            f"first at {_row(series, missing[0])}); fill or drop them before calling the estimator."
         )
     if pd.api.types.is_float_dtype(series.dtype):
         # An infinite dense value turns every logit into NaN without any error from torch.

@@ -163,6 +163,8 @@ class FullRankingRecall(Callback):
         self.best_ = -np.inf
 
     def on_epoch_end(self, net, **kwargs):
+        # Serving embeds in evaluation mode; the next training step switches back.
+        net.module_.eval()
         score = float(self.evaluate(net.module_))
         net.history.record(self.name, score)
         net.history.record(self.name + "_best", score > self.best_)

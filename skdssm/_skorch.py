@@ -107,8 +107,18 @@ class ValidationSplit:
     def __call__(self, dataset: InteractionDataset, y=None, **fit_params):
         rows = np.arange(len(dataset))
         labels = dataset.y if self.stratify else None
-        train, valid = train_test_split(rows, test_size=self.fraction, random_state=self.seed,
-                                        stratify=labels)
+        try:
+            train, valid = train_test_split(rows, test_size=self.fraction, random_state=self.seed,
+                                            stratify=labels)
+        except ValueError as error:
+            counts = "" if labels is None else ", label counts " + ", ".join(
+                f"{value:g}: {count}" for value, count in zip(*np.unique(labels, return_counts=True)))
+            raise ValueError(
+                f"Early stopping holds out validation_fraction={self.fraction} of the "
+                f"{len(rows)} rows{' stratified by label' if labels is not None else ''}"
+                f"{counts}; that is too few rows to split ({error}). Pass more rows, raise "
+                "validation_fraction, or set early_stopping=False."
+            ) from error
         return dataset.subset(np.sort(train)), dataset.subset(np.sort(valid))
 
 

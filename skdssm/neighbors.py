@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
@@ -147,6 +148,10 @@ def _tuning_queries(embeddings: np.ndarray, queries, rng: np.random.Generator) -
     noise = rng.normal(scale=1.0 / math.sqrt(dim), size=picked.shape)
     noisy = picked * np.linalg.norm(picked, axis=1, keepdims=True) + noise
     return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+# Guards the lazy creation of the indexes' per-object locks and thread pools.
+_LOCK_CREATION = threading.Lock()
 
 
 class _IndexBase(BaseEstimator):
@@ -478,10 +483,27 @@ class HNSWIndex(_IndexBase):
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         n_wanted = k if n_wanted is None else n_wanted
         # hnswlib searches with max(ef, k); scaling ef with the wanted count keeps the tuned ratio.
-        self.index_.set_ef(max(self.ef_search_,
-                               math.ceil(self.ef_search_ * n_wanted / self.tuning_k_)))
-        labels, distances = self.index_.knn_query(vectors, k=k, num_threads=self.n_threads)
+        ef = max(self.ef_search_, math.ceil(self.ef_search_ * n_wanted / self.tuning_k_))
+        # ef is state of the shared graph and hnswlib takes no ef per query: setting it and
+        # searching is one step, so that queries from several threads each search at their ef.
+        with self._query_lock:
+            self.index_.set_ef(ef)
+            labels, distances = self.index_.knn_query(vectors, k=k, num_threads=self.n_threads)
         return distances.astype(np.float32), labels.astype(np.int64)
+
+    @property
+    def _query_lock(self) -> threading.Lock:
+        # Made on first use (under a module lock, so two threads cannot make two), not pickled.
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_lock", None)
+        return state
 
     def add_items(self, embeddings) -> HNSWIndex:
         """Insert items into the graph; they get positions after the current ones."""
@@ -638,11 +660,12 @@ class ShardedIndex(_IndexBase):
         # far more than the search. It is rebuilt after a fork (threads do not survive one) or a
         # change of n_threads, and is not pickled.
         key = (os.getpid(), workers)
-        if getattr(self, "_executor_key", None) != key:
-            self._executor = ThreadPoolExecutor(max_workers=workers,
-                                                thread_name_prefix="ShardedIndex")
-            self._executor_key = key
-        return self._executor
+        with _LOCK_CREATION:  # queries from several threads make one pool, not one each
+            if getattr(self, "_executor_key", None) != key:
+                self._executor = ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="ShardedIndex")
+                self._executor_key = key
+            return self._executor
 
     def __getstate__(self):
         state = dict(super().__getstate__())

@@ -6,7 +6,9 @@ The towers know nothing of losses, samplers or indexes: they turn a dict of enco
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from functools import partial
 
 import torch
@@ -36,20 +38,70 @@ INITIALIZERS = {
 }
 
 
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose CPU mask thresholds ``torch.rand`` instead of calling ``bernoulli_``.
+_thread_rng = threading.local()
 
-    Same distribution and scaling; torch's CPU ``bernoulli_`` took twice as long as ``rand``
-    plus a comparison here and was 15% of a training epoch (benchmarks/RESULTS.md). Other
-    devices keep torch's fused kernel.
+
+@contextlib.contextmanager
+def training_generator(generator: torch.Generator | None):
+    """Draw the towers' random masks (dropout, id dropout) from ``generator`` in this thread.
+
+    torch's default generator is one per process: fits running in threads would share it, and
+    the order in which they draw from it (hence the trained models) would depend on scheduling.
+    Each fit therefore draws from its own seeded ``torch.Generator``, set here for the thread
+    that trains; outside this context the towers draw from torch's default generator.
+    """
+    previous = getattr(_thread_rng, "generator", None)
+    _thread_rng.generator = generator
+    try:
+        yield
+    finally:
+        _thread_rng.generator = previous
+
+
+def _rand(shape, device, dtype=torch.float32) -> torch.Tensor:
+    """Uniform [0, 1) draws from this thread's training generator (torch's default without one)."""
+    return torch.rand(shape, dtype=dtype, device=device,
+                      generator=getattr(_thread_rng, "generator", None))
+
+
+def _replay_contexts():
+    """``context_fn`` of ``torch.utils.checkpoint``: the recomputation in the backward pass
+    draws the same masks as the forward pass did (checkpoint replays torch's default generator
+    only, not a training generator)."""
+    generator = getattr(_thread_rng, "generator", None)
+    if generator is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    state = generator.get_state()
+
+    @contextlib.contextmanager
+    def recompute():
+        current = generator.get_state()
+        generator.set_state(state)
+        try:
+            with training_generator(generator):
+                yield
+        finally:
+            generator.set_state(current)
+
+    return contextlib.nullcontext(), recompute()
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask thresholds ``torch.rand`` from the fit's own generator.
+
+    Same distribution and scaling. The mask comes from the generator of
+    :func:`training_generator`, so fits in threads do not share torch's default generator; on
+    the CPU the threshold is also faster: torch's CPU ``bernoulli_`` took twice as long as
+    ``rand`` plus a comparison and was 15% of a training epoch (benchmarks/RESULTS.md). Other
+    devices outside a training generator keep torch's fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        if not self.training or self.p == 0 or (
+                x.device.type != "cpu" and getattr(_thread_rng, "generator", None) is None):
             return super().forward(x)
-        keep = torch.rand(x.shape, dtype=x.dtype if x.is_floating_point() else torch.float32,
-                          device=x.device) >= self.p
-        return x * keep / (1.0 - self.p)
+        keep = _rand(x.shape, x.device, x.dtype if x.is_floating_point() else torch.float32)
+        return x * (keep >= self.p) / (1.0 - self.p)
 
 
 def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=0.0,
@@ -124,10 +176,28 @@ class SequenceEncoder(nn.Module):
         positions = torch.arange(codes.shape[1], device=codes.device)
         hidden = self.items(codes) + self.positions(positions)
         for attention, norm in zip(self.attention, self.norms):
-            attended, _ = attention(hidden, hidden, hidden, key_padding_mask=key_padding,
-                                    need_weights=False)
+            if self.training and attention.dropout > 0:
+                attended = _attention_with_dropout(attention, hidden, key_padding)
+            else:
+                attended, _ = attention(hidden, hidden, hidden, key_padding_mask=key_padding,
+                                        need_weights=False)
             hidden = norm(hidden + attended)
         return masked_mean(hidden, valid)
+
+
+def _attention_with_dropout(attention: nn.MultiheadAttention, hidden: torch.Tensor,
+                            key_padding: torch.Tensor) -> torch.Tensor:
+    """``attention``'s self-attention in training, with its dropout on the attention weights
+    drawn by :class:`Dropout` (torch's kernel draws from the default generator, shared by every
+    thread). Same parameters and computation as ``nn.MultiheadAttention``."""
+    batch, length, dim = hidden.shape
+    heads = attention.num_heads
+    q, k, v = (part.view(batch, length, heads, dim // heads).transpose(1, 2) for part in
+               F.linear(hidden, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(dim // heads)
+    scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
+    weights = Dropout(attention.dropout).train()(torch.softmax(scores, dim=-1))
+    return attention.out_proj((weights @ v).transpose(1, 2).reshape(batch, length, dim))
 
 
 class Tower(nn.Module):
@@ -203,12 +273,12 @@ class Tower(nn.Module):
 
     def _run(self, module: nn.Module, *args):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(module, *args, use_reentrant=False)
+            return checkpoint(module, *args, use_reentrant=False, context_fn=_replay_contexts)
         return module(*args)
 
     def _drop_ids(self, name: str, codes: torch.Tensor) -> torch.Tensor:
         if self.training and self.id_dropout and name in self.id_names:
-            drop = torch.rand(codes.shape, device=codes.device) < self.id_dropout
+            drop = _rand(codes.shape, codes.device) < self.id_dropout
             return codes.masked_fill(drop, OOV)
         return codes
 

@@ -1,16 +1,20 @@
 """DSSMRecommender: behaviour a user relies on, on small synthetic data with a planted signal."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+import skdssm
 from skdssm import DSSMRecommender
+from skdssm.exceptions import InconsistentVersionWarning
 from skdssm.datasets import make_interactions
 
 FAST = dict(hidden_dims=(32, 16), embedding_dim=8, max_epochs=6, batch_size=128, lr=5e-3,
@@ -98,6 +102,51 @@ def test_pickle_round_trip_gives_identical_scores_and_recommendations(data, earl
     np.testing.assert_array_equal(model.decision_function(X), restored.decision_function(X))
     users = model.user_ids_[:10]
     np.testing.assert_array_equal(model.predict_topk(users, k=5), restored.predict_topk(users, k=5))
+
+
+def test_pickle_records_the_versions_and_loading_under_others_warns(data, monkeypatch):
+    X, y = data
+    model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = pickle.loads(pickle.dumps(model))  # same versions: silent
+    assert "_skdssm_versions" not in vars(restored) and "_skdssm_versions" not in vars(model)
+    monkeypatch.setattr(skdssm, "__version__", "0.0.1")
+    monkeypatch.setattr(torch, "__version__", "1.0.0")
+    with pytest.warns(InconsistentVersionWarning,
+                      match=r"DSSMRecommender was pickled with skdssm 0\.0\.1, torch 1\.0\.0 "
+                            r"and is loaded with skdssm 0\.1.*, torch 2\.") as record:
+        blob = pickle.dumps(model)
+        monkeypatch.undo()
+        old = pickle.loads(blob)
+    warning = next(w.message for w in record if isinstance(w.message, InconsistentVersionWarning))
+    assert set(warning.versions) == {"skdssm", "torch"}
+    np.testing.assert_array_equal(old.decision_function(X), model.decision_function(X))
+
+
+def test_sample_weights_equal_repeated_rows_with_the_same_ids(data):
+    """Weighted mean loss: with the same vocabularies, full batches and no dropout, a weight of
+    2 trains the model that repeating the row trains."""
+    X, y = data
+    X, y = X.iloc[:300], y[:300]
+    weight = np.where(np.arange(300) % 3 == 0, 2.0, 1.0)
+    repeated = np.repeat(np.arange(300), weight.astype(int))
+    params = dict(FAST, batch_size=1000, dropout=0.0, max_epochs=3)
+    weighted = DSSMRecommender(random_state=0, **params).fit(X, y, sample_weight=weight)
+    copies = DSSMRecommender(random_state=0, **params).fit(X.iloc[repeated], y[repeated])
+    np.testing.assert_allclose(weighted.predict_proba(X), copies.predict_proba(X), rtol=1e-4,
+                               atol=1e-5)
+    unweighted = DSSMRecommender(random_state=0, **params).fit(X, y)
+    assert not np.allclose(unweighted.predict_proba(X), weighted.predict_proba(X), atol=1e-4)
+
+
+def test_tiny_data_under_early_stopping_says_what_is_too_small():
+    X = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": [1, 2, 1, 2, 1, 2]})
+    y = np.array([1, 1, 1, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"validation_fraction=0\.1 of the 6 rows stratified by "
+                                         r"label, label counts 0: 1, 1: 5.*early_stopping=False"):
+        DSSMRecommender(hidden_dims=(8,), max_epochs=1).fit(X, y)
+    DSSMRecommender(hidden_dims=(8,), max_epochs=1, early_stopping=False).fit(X, y)
 
 
 def test_cosine_schedule_anneals_the_learning_rate_over_max_epochs(data):

@@ -1,8 +1,11 @@
 """scikit-learn's estimator checks over DSSMRecommender and TwoTowerRetriever.
 
-Most checks feed numpy arrays, which the estimators refuse by design: X is a DataFrame whose id
-columns (``user_col``, ``item_col``) name users and items. Those checks are listed as expected
-failures with that reason; the behaviour they check is tested below on DataFrames instead.
+The checks feed 2-D arrays; with ``user_col`` and ``item_col`` given as positions (ints) the
+estimators read an array by column position, as the transformers do. The checks' other columns
+are random numbers, constant within neither the user nor the item ids of integer-valued arrays,
+so the checked estimators leave them out (``user_features=None, item_features=None``); the
+feature columns are checked on DataFrames below. The expected failures left name a limitation of
+a model of ids, each tested on DataFrames instead.
 """
 
 import numpy as np
@@ -12,55 +15,30 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdssm import DSSMRecommender, TwoTowerRetriever
 
-# Integer id columns, so that the checks which do pass a DataFrame ([0, 1] columns) apply.
+# Integer id columns: positions in an array, names in a DataFrame with columns [0, 1, ...].
 TINY = dict(user_col=0, item_col=1, hidden_dims=(8,), embedding_dim=4, max_epochs=2,
             batch_size=64, early_stopping=False, random_state=0)
+CHECKED = dict(TINY, user_features=None, item_features=None, dropout=0.0)
 
-ARRAY_INPUT = ("feeds a numpy array, memmap or list-like X; X must be a DataFrame with id "
-               "columns, and fit raises a TypeError saying so")
-ARRAY_CHECKS = [
-    "check_fit_score_takes_y", "check_estimators_overwrite_params",
-    "check_dont_overwrite_parameters", "check_estimators_fit_returns_self",
-    "check_readonly_memmap_input", "check_n_features_in_after_fitting",
-    "check_positive_only_tag_during_fit", "check_estimators_dtypes",
-    "check_sample_weights_not_an_array", "check_sample_weights_list",
-    "check_all_zero_sample_weights_error", "check_sample_weights_shape",
-    "check_sample_weights_not_overwritten", "check_sample_weight_equivalence_on_dense_data",
-    "check_complex_data", "check_dtype_object", "check_pipeline_consistency",
-    "check_estimators_pickle", "check_f_contiguous_array_estimator",
-    "check_methods_sample_order_invariance", "check_methods_subset_invariance",
-    "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
-    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit1d",
-    "check_fit2d_predict1d",
-]
-TESTED_ON_FRAMES = {
-    "check_estimators_empty_data_messages": "test_empty_frame_is_a_value_error",
-    "check_estimators_nan_inf": "test_missing_and_infinite_values_name_the_column",
-}
-CLASSIFIER_ON_FRAMES = {
-    "check_classifier_data_not_an_array": "test_classifier_labels_on_frames",
-    "check_classifiers_one_label": "test_classifier_labels_on_frames",
-    "check_classifiers_one_label_sample_weights": "test_classifier_labels_on_frames",
-    "check_classifiers_classes": "test_classifier_labels_on_frames",
-    "check_classifiers_train": "test_classifier_labels_on_frames",
-    "check_classifiers_regression_target": "test_classifier_labels_on_frames",
-    "check_supervised_y_no_nan": "test_classifier_labels_on_frames",
-    "check_supervised_y_2d": "test_classifier_labels_on_frames",
-    "check_decision_proba_consistency": "test_classifier_keeps_string_labels_and_pandas_inputs",
-    "check_requires_y_none": "test_classifier_labels_on_frames",
+DSSM_LIMITS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "a zero weight drops a row from the loss but not its ids from the vocabularies, so the "
+        "embedding tables (and their seeded initialisation) differ from a fit without the row; "
+        "with the same ids, weights equal repeated rows: "
+        "test_sample_weights_equal_repeated_rows_with_the_same_ids"),
+    "check_classifiers_train": (
+        "the check wants training accuracy > 0.83 on rows whose ids are continuous random "
+        "numbers, each (user, item) pair seen once: an id model learns nothing from ids seen "
+        "once in 2 epochs; learning is tested on frames: "
+        "test_dssm.py::test_recovers_planted_signal"),
 }
 
 
 def _expected_failures(estimator) -> dict:
-    failures = dict.fromkeys(ARRAY_CHECKS, ARRAY_INPUT)
-    tested = {**TESTED_ON_FRAMES,
-              **(CLASSIFIER_ON_FRAMES if isinstance(estimator, DSSMRecommender) else {})}
-    failures.update({check: f"{ARRAY_INPUT}; on DataFrames: {test}"
-                     for check, test in tested.items()})
-    return failures
+    return DSSM_LIMITS if isinstance(estimator, DSSMRecommender) else {}
 
 
-@parametrize_with_checks([DSSMRecommender(**TINY), TwoTowerRetriever(**TINY)],
+@parametrize_with_checks([DSSMRecommender(**CHECKED), TwoTowerRetriever(**CHECKED)],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -99,7 +77,7 @@ def test_retriever_rejects_infinite_ratings():
     (np.linspace(0.1, 0.9, 6), "continuous"),
     (np.array([0, 1, np.inf, 1, 0, 1]), "infinity"),
     (LABELS[:5], "one label per row of X"),
-    (LABELS[:, None], "1-D"),
+    (np.column_stack([LABELS, LABELS]), "1-D"),
 ])
 def test_classifier_labels_on_frames(y, message):
     with pytest.raises(ValueError, match=message):
@@ -114,3 +92,44 @@ def test_classifier_keeps_string_labels_and_pandas_inputs():
     proba = model.predict_proba(FRAME)
     assert proba.shape == (6, 2)
     np.testing.assert_array_equal(proba[:, 1] > 0.5, model.decision_function(FRAME) > 0)
+
+
+@pytest.mark.parametrize("make", [lambda: DSSMRecommender(**TINY),
+                                  lambda: TwoTowerRetriever(**TINY)])
+def test_an_array_is_read_by_column_position(make):
+    X = FRAME.assign(price=[1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
+    y = LABELS if isinstance(make(), DSSMRecommender) else None
+    on_frame, on_array = make().fit(X, y), make().fit(X.to_numpy(), y)
+    assert on_array.n_features_in_ == 3 and not hasattr(on_array, "feature_names_in_")
+    np.testing.assert_array_equal(on_array.item_embeddings_, on_frame.item_embeddings_)
+    np.testing.assert_array_equal(on_array.predict_topk([1, 2], k=2),
+                                  on_frame.predict_topk([1, 2], k=2))
+    if y is not None:
+        np.testing.assert_array_equal(on_array.predict_proba(X.to_numpy()),
+                                      on_frame.predict_proba(X))
+        with pytest.raises(ValueError, match="X has 2 features, but DSSMRecommender is "
+                                             "expecting 3 features"):
+            on_array.predict(X.to_numpy()[:, :2])
+    named = type(make())(**dict(TINY, user_col="user", item_col="item"))
+    with pytest.raises(TypeError, match="pass user_col and item_col as positions"):
+        named.fit(X.to_numpy(), y)
+
+
+@pytest.mark.parametrize("make", [lambda: DSSMRecommender(**TINY),
+                                  lambda: TwoTowerRetriever(**TINY)])
+def test_id_columns_are_checked_in_every_row(make):
+    y = LABELS if isinstance(make(), DSSMRecommender) else np.array([1, 0, 1, 1, 0, 1.0])
+
+    def with_column(position, values):
+        X = FRAME.astype(object if position == 0 else float)
+        X[position] = values
+        return X
+
+    with pytest.raises(TypeError, match="Column 0 holds user ids that are neither strings nor "
+                                        "numbers"):
+        make().fit(with_column(0, [{"a": 1}, 1, 2, 2, 3, 3]), y)
+    # Row 1 has weight 0 for the retriever (dropped from its loss), and is still checked.
+    with pytest.raises(ValueError, match=r"Column 1 \(item ids\) contains 1 missing value"):
+        make().fit(with_column(1, [1, np.nan, 1, 2, 1, 2]), y)
+    with pytest.raises(ValueError, match=r"Column 1 \(item ids\) contains 1 infinite value"):
+        make().fit(with_column(1, [1, np.inf, 1, 2, 1, 2]), y)

@@ -1,6 +1,8 @@
 """Nearest-neighbour indexes and their use by the estimators."""
 
 import pickle
+import re
+import warnings
 
 import joblib
 import numpy as np
@@ -380,3 +382,59 @@ def test_index_items_makes_a_cold_start_item_retrievable(retriever, interactions
     assert len(model.item_ids_) == n_items + 1
     assert not np.allclose(model.item_embeddings_[position], before)
     assert model.kneighbors(model.user_ids_[:3], n_neighbors=n_items + 1)[1].max() == n_items
+
+
+@pytest.mark.parametrize("bad_id", ["5", 3.5, 2**63 + 5, "new-item"])
+def test_index_items_refuses_ids_the_catalogue_cannot_hold(retriever, bad_id):
+    model, positives = retriever
+    model = pickle.loads(pickle.dumps(model))
+    before = model.item_ids_.copy()
+    row = positives.tail(1).assign(item_id=pd.Series([bad_id], dtype=object,
+                                                     index=positives.index[-1:]))
+    with pytest.raises(ValueError, match=rf"item id \('item_id'\) {re.escape(repr(bad_id))}.*"
+                                         r"cannot hold it exactly"):
+        model.index_items(row)
+    np.testing.assert_array_equal(model.item_ids_, before)
+    assert model.item_ids_.dtype == before.dtype and model.index_.n_items_ == len(before)
+    model.transform_items([5])  # no duplicate id: lookups still work
+
+
+def test_index_items_compares_ids_as_values(retriever):
+    model, positives = retriever
+    model = pickle.loads(pickle.dumps(model))
+    n_items, known = len(model.item_ids_), model.item_ids_[0]
+    # 3.0 is the int 3: a known id is replaced, not added twice.
+    model.index_items(positives.tail(1).assign(item_id=float(known)))
+    assert len(model.item_ids_) == n_items and model.item_ids_.dtype == np.int64
+    model.index_items(positives.tail(1).assign(item_id=np.uint64(10_001)))
+    assert model.item_ids_[-1] == 10_001 and model.item_ids_.dtype == np.int64
+    assert pd.Index(model.item_ids_).is_unique
+    top = model.predict_topk(model.user_ids_, k=10, exclude_seen=False)
+    assert all(len(set(row)) == 10 for row in top)
+
+
+def test_index_items_into_a_string_catalogue_needs_string_ids(interactions):
+    positives = interactions[interactions["label"] == 1].drop(columns=["label", "rating"])
+    positives = positives.assign(item_id="i" + positives["item_id"].astype(str))
+    model = TwoTowerRetriever(item_id_embedding=False, random_state=0, **FAST).fit(positives)
+    with pytest.raises(ValueError, match="item id.* 7 .*cannot hold it exactly"):
+        model.index_items(positives.tail(1).assign(item_id=7))
+    model.index_items(positives.tail(1).assign(item_id="new-item"))
+    assert model.item_ids_[-1] == "new-item"
+
+
+def test_mixed_type_id_lists_keep_known_users_and_warn_once(retriever):
+    model, _ = retriever
+    known = model.user_ids_[:2].tolist()
+    expected = model.predict_topk(known, k=5)
+    for extra in ("x", None):
+        with pytest.warns(UserWarning, match=r"1 user id\(s\) are unknown .* another type") as got:
+            mixed = model.predict_topk(known + [extra], k=5)
+        assert len([w for w in got if "another type" in str(w.message)]) == 1
+        np.testing.assert_array_equal(mixed[:2], expected)
+    with pytest.warns(UserWarning, match=r"2 user id\(s\)"):
+        as_strings = model.transform_users([str(u) for u in known])
+    np.testing.assert_allclose(as_strings[0], as_strings[1])  # both out-of-vocabulary
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict_topk(known + [10**9], k=5)  # unknown but of the fitted type: no warning

@@ -223,6 +223,43 @@ def test_fp16_needs_cuda(data):
         TwoTowerRetriever(mixed_precision="fp16", **FAST).fit(train)
 
 
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda")], ids=["str", "torch.device"])
+def test_cuda_without_cuda_is_a_value_error_naming_device(data, device):
+    train, _ = data
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match=r"device=.*cuda.* needs CUDA.*"
+                                         r"torch\.cuda\.is_available\(\) is False"):
+        TwoTowerRetriever(device=device, **FAST).fit(train)
+
+
+def test_string_ids_export_to_npz_without_pickling(data, tmp_path):
+    train, _ = data
+    train = train.assign(user_id="u" + train["user_id"].astype(str),
+                         item_id="i" + train["item_id"].astype(str))
+    model = TwoTowerRetriever(random_state=0, **dict(FAST, max_epochs=1)).fit(train)
+    model.export_embeddings(tmp_path / "emb.npz")
+    arrays = np.load(tmp_path / "emb.npz")  # allow_pickle=False, numpy's default
+    assert arrays["item_ids"].dtype.kind == "U" and arrays["user_ids"].dtype.kind == "U"
+    np.testing.assert_array_equal(arrays["item_ids"], model.item_ids_.astype(str))
+    np.testing.assert_array_equal(arrays["user_ids"], model.user_ids_.astype(str))
+
+
+@pytest.mark.parametrize("representation", ["bag", "id", "sequence"])
+def test_item_id_zero_and_negative_ids_are_ordinary_ids(data, representation):
+    train, test = data
+    shift = train["item_id"].min()  # item ids from 0, user ids from -40
+    shifted = train.assign(item_id=train["item_id"] - shift, user_id=train["user_id"] - 41)
+    model = TwoTowerRetriever(user_representation=representation, random_state=0, **FAST)
+    model.fit(shifted)
+    original = TwoTowerRetriever(user_representation=representation, random_state=0, **FAST)
+    original.fit(train)
+    assert 0 in model.item_ids_ and (model.user_ids_ < 0).any()
+    users = original.user_ids_[:20]
+    np.testing.assert_array_equal(model.predict_topk(users - 41, k=5),
+                                  original.predict_topk(users, k=5) - shift)
+
+
 def test_export_embeddings_npz_and_parquet(data, tmp_path):
     train, _ = data
     model = TwoTowerRetriever(random_state=0, **dict(FAST, max_epochs=1)).fit(train)
