@@ -559,13 +559,20 @@ class HNSWIndex(_IndexBase):
         return self
 
     def replace_items(self, positions, embeddings) -> HNSWIndex:
-        """Update the vectors of the items at ``positions`` (hnswlib re-links updated points and
-        unmarks removed ones, which are returned again)."""
+        """Update the vectors of the items at ``positions`` (hnswlib re-links updated points);
+        removed ones are returned again."""
         check_is_fitted(self)
         embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
         positions = self._check_positions(positions, len(embeddings))
-        self.index_.add_items(embeddings, positions, num_threads=self.n_threads)
+        # Unmarking restores a removed point with the links it kept; re-adding an unchanged
+        # vector would re-link its neighbourhood, which cost recall in the tests for nothing.
+        for label in positions[self.removed_[positions]].tolist():
+            self.index_.unmark_deleted(label)
         self.removed_[positions] = False
+        changed = (self.index_.get_items(positions) != embeddings).any(axis=1)
+        if changed.any():
+            self.index_.add_items(embeddings[changed], positions[changed],
+                                  num_threads=self.n_threads)
         return self
 
     def _remove(self, positions) -> None:

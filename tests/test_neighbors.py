@@ -207,6 +207,8 @@ def test_removed_items_are_never_returned_and_replace_items_brings_them_back(vec
     back = removed[:4]
     index.replace_items(back, items[back])
     np.testing.assert_array_equal(index.query(items[back], 1)[1].ravel(), back)
+    index.replace_items(removed[4:5], -queries[:1])  # a new vector for a removed item
+    assert index.query(-queries[:1], 1)[1][0, 0] == removed[4] and not index.removed_[removed[4]]
     index.add_items(-queries[:2])
     assert not index.removed_[-2:].any() and len(index.removed_) == 1002
     with pytest.raises(ValueError, match="positions must lie in"):
