@@ -214,6 +214,12 @@ class _IndexBase(BaseEstimator):
         self.removed_[fresh] = True
         return self
 
+    def __setstate__(self, state):
+        # An index pickled before items could be removed has no mask: none of its items is.
+        if "n_items_" in state and "removed_" not in state:
+            state = {**state, "removed_": np.zeros(state["n_items_"], dtype=bool)}
+        super().__setstate__(state)
+
     def _n_active(self) -> int:
         """Indexed items not removed."""
         return self.n_items_ - int(np.count_nonzero(self.removed_))

@@ -215,6 +215,20 @@ def test_removed_items_are_never_returned_and_replace_items_brings_them_back(vec
         index.remove_items(np.array([1002]))
 
 
+@pytest.mark.parametrize("kind", MAKERS)
+def test_an_index_pickled_before_removals_existed_still_answers(vectors, kind):
+    items, _, queries = vectors
+    index = MAKERS[kind]().fit(items[:500])
+    expected = index.query(queries, 10)[1]
+    old = pickle.loads(pickle.dumps(index))
+    for part in [old, *getattr(old, "shards_", [])]:
+        del part.removed_  # what an index pickled by an earlier skdssm lacks
+    restored = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(restored.query(queries, 10)[1], expected)
+    restored.remove_items(expected[0, :1])
+    assert expected[0, 0] not in restored.query(queries[:1], 10)[1]
+
+
 # ------------------------------------------------------------- sharded index
 def test_sharded_index_splits_items_round_robin_and_returns_global_positions(vectors):
     items = vectors[0][:1001]
