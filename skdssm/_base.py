@@ -19,6 +19,16 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
 from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
+from ._topk import (
+    as_id_array,
+    candidate_positions,
+    candidate_topk,
+    check_fill_value,
+    exclusion_matrix,
+    ids_with_fill,
+    item_positions,
+    query_user_ids,
+)
 from ._utils import check_columns, check_dataframe, derive_seed
 from ._ids import as_catalogue_ids, plain_ids, versions, warn_foreign_ids
 from .exceptions import InconsistentVersionWarning
@@ -584,15 +594,15 @@ class TwoTowerBase(BaseEstimator):
         """Nearest catalogue items of each user in embedding space, served by ``index_``.
 
         Follows :meth:`sklearn.neighbors.NearestNeighbors.kneighbors`: rows are queries,
-        columns neighbours, nearest first. Nothing is excluded (``predict_topk`` leaves out the
-        items a user has seen).
+        columns neighbours, nearest first. Only the items taken out by :meth:`remove_items` are
+        left out (``predict_topk`` also leaves out the items a user has seen).
 
         Parameters
         ----------
         users : array-like of user ids, or DataFrame
             As in :meth:`transform_users`.
         n_neighbors : int, default=10
-            At most the catalogue size.
+            At most the catalogue size less the removed items.
         return_distance : bool, default=True
             Also return the distances.
         history : DataFrame, default=None
@@ -608,6 +618,13 @@ class TwoTowerBase(BaseEstimator):
         """
         check_is_fitted(self)
         n_neighbors = self._check_k(n_neighbors, "n_neighbors")
+        removed = self._removed_items()
+        n_removed = 0 if removed is None else int(np.count_nonzero(removed))
+        if n_neighbors > len(self.item_ids_) - n_removed:
+            raise ValueError(
+                f"Expected n_neighbors <= number of items not removed, but n_neighbors = "
+                f"{n_neighbors} and {n_removed} of the catalogue's {len(self.item_ids_)} items "
+                "are removed (remove_items); ask for fewer, or index_items them back.")
         queries = self._embed_users(users, history)[0]
         distances, indices = self.index_.query(queries, n_neighbors)
         return (distances, indices) if return_distance else indices
@@ -618,7 +635,8 @@ class TwoTowerBase(BaseEstimator):
         No retraining: new item ids are appended to ``item_ids_`` (their id embedding is the
         out-of-vocabulary one, so they are served from their features: cold start), known ids get
         their features and embedding replaced. ``predict_topk`` and ``kneighbors`` return them
-        from then on; ``seen_items_`` gains an empty column per new item.
+        from then on; ``seen_items_`` gains an empty column per new item. Known ids that
+        :meth:`remove_items` took out are recommended again.
 
         Parameters
         ----------
@@ -660,14 +678,16 @@ class TwoTowerBase(BaseEstimator):
         return self
 
     def predict_topk(self, users, k: int = 10, exclude_seen: bool = True,
-                     return_scores: bool = False, fill_value=None, history=None):
+                     return_scores: bool = False, fill_value=None, history=None,
+                     candidates=None, exclude_items=None):
         """Ids of the ``k`` best items of the catalogue for each user, best first.
 
-        The catalogue (``item_ids_``, including items added by :meth:`index_items`) is ranked
-        by the dot product of user and item embeddings (the cosine when ``normalize=True``)
-        through ``index_``: exact search, or HNSW at the recall tuned in fit. Seen items are
-        left out by over-fetching ``k`` plus the user's number of seen items and dropping them,
-        so every user with enough unseen items gets ``k`` of them.
+        The catalogue (``item_ids_``, including items added by :meth:`index_items`, without those
+        taken out by :meth:`remove_items`) is ranked by the dot product of user and item
+        embeddings (the cosine when ``normalize=True``) through ``index_``: exact search, or HNSW
+        at the recall tuned in fit. Seen and ``exclude_items`` items are left out by
+        over-fetching ``k`` plus the user's number of excluded items and dropping them, so every
+        user with enough eligible items gets ``k`` of them.
 
         Parameters
         ----------
@@ -680,31 +700,174 @@ class TwoTowerBase(BaseEstimator):
             ``history`` gives them.
         return_scores : bool, default=False
             Also return the scores (the cosine / dot product) of the returned items.
-        fill_value : object, default=None
-            Users with fewer than ``k`` eligible items (they saw almost the whole catalogue) get
-            ``fill_value`` in the remaining slots and a score of ``-inf``; with the default None
-            the returned array then has dtype object.
+        fill_value : scalar, default=None
+            Users with fewer than ``k`` eligible items (they saw almost the whole catalogue, or
+            few ``candidates`` are left) get ``fill_value`` in the remaining slots, always last,
+            and a score of ``-inf``; the array keeps the dtype of ``item_ids_``. None picks the
+            dtype's missing-value marker: ``-1`` for signed integer ids, the largest value for
+            unsigned ones, NaN for floats, NaT for datetimes, ``None`` for object (string) ids.
+            A fill_value the dtype cannot hold exactly is a ValueError, and so is one that is an
+            item id when a slot has to be filled.
         history : DataFrame, default=None
             The query users' interactions, as in :meth:`transform_users`.
+        candidates : array-like of item ids, default=None
+            Rank only these items (implicit's ``items=``: a shortlist, the items in stock in
+            one shop). They are scored exactly, by a matrix product over the candidates, under
+            every index, so the cost grows with their number: to leave a few items out of the
+            whole catalogue use ``exclude_items``, which goes through the index. Every
+            candidate must be in ``item_ids_`` (a ValueError names the others); removed ones
+            are not returned.
+        exclude_items : array-like of item ids, dict or DataFrame, default=None
+            Items never returned, on top of the seen ones (implicit's ``filter_items``): an
+            array of ids for every user, a dict ``{user id: item ids}`` or a DataFrame of
+            ``user_col``, ``item_col`` rows for some users (every query row of that user). Ids
+            not in the catalogue are ignored.
 
         Returns
         -------
         item_ids : ndarray of shape (n_users, k)
+            Same dtype as ``item_ids_``.
         scores : ndarray of shape (n_users, k), only when ``return_scores=True``
+            float32, descending; ``-inf`` in the filled slots.
         """
         check_is_fitted(self)
         k = self._check_k(k)
+        fill_value = check_fill_value(fill_value, self.item_ids_.dtype)
+        shortlist = None if candidates is None else candidate_positions(candidates, self.item_ids_)
         queries, positions, extra_seen = self._embed_users(users, history)
         exclude = None
         if exclude_seen:
             exclude = self._exclusions(positions)
             if extra_seen is not None:
                 exclude = exclude + extra_seen.astype(np.float32)
-        distances, index = self.index_.query(queries, k, exclude=exclude)
+        if exclude_items is not None:
+            extra = exclusion_matrix(exclude_items, query_user_ids(users, self.user_col),
+                                     self.item_ids_, self.user_col, self.item_col)
+            exclude = extra if exclude is None else exclude + extra.astype(np.float32)
+        if shortlist is None:
+            distances, index = self.index_.query(queries, k, exclude=exclude)
+        else:
+            distances, index = candidate_topk(queries, self.item_embeddings_, k, shortlist,
+                                              exclude, self._removed_items())
+        return self._topk_answer(distances, index, return_scores, fill_value)
+
+    def _topk_answer(self, distances, index, return_scores: bool, fill_value):
+        """Item ids (typed, ``fill_value`` where ``index`` is -1) and scores (``-inf`` there)."""
         scores = np.where(index >= 0, 1.0 - distances, -np.inf).astype(np.float32)
-        ids = self.item_ids_[np.maximum(index, 0)]
-        short = index < 0
-        if short.any():
-            ids = ids.astype(object) if fill_value is None else ids
-            ids[short] = fill_value
+        ids = ids_with_fill(self.item_ids_, index, fill_value)
         return (ids, scores) if return_scores else ids
+
+    def _removed_items(self) -> np.ndarray | None:
+        """Boolean mask over ``item_ids_`` of the removed items (None: the index cannot remove)."""
+        return getattr(self.index_, "removed_", None)
+
+    def similar_items(self, items, k: int = 10, return_scores: bool = False, fill_value=None):
+        """The ``k`` catalogue items nearest to each query item by item embeddings, best first.
+
+        "More like this" (implicit's and TFRS's ``similar_items``): the query items' embeddings
+        are searched in ``index_``, scored by the dot product (the cosine when
+        ``normalize=True``); the query item itself and the items taken out by
+        :meth:`remove_items` are left out.
+
+        Parameters
+        ----------
+        items : array-like of item ids, or DataFrame
+            Ids of the catalogue use the embeddings ``index_`` holds (an id unknown to the model
+            gets the out-of-vocabulary embedding, as in :meth:`transform_items`). A DataFrame
+            holds ``item_col`` and every item feature column: each row is embedded by the item
+            tower from its features, so a new item described by features works (it is not in
+            the catalogue, so nothing is left out for it; a row whose id is in the catalogue
+            leaves that item out).
+        k : int, default=10
+            Number of items per query item; at most the catalogue size.
+        return_scores : bool, default=False
+            Also return the scores (the cosine / dot product with the query item).
+        fill_value : scalar, default=None
+            For rows with fewer than ``k`` eligible items, as in :meth:`predict_topk`.
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_items, k)
+            Same dtype as ``item_ids_``.
+        scores : ndarray of shape (n_items, k), only when ``return_scores=True``
+
+        Examples
+        --------
+        >>> from skdssm import DSSMRecommender
+        >>> from skdssm.datasets import make_interactions
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=6,
+        ...                          random_state=0)
+        >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+        >>> model = DSSMRecommender(max_epochs=1, early_stopping=False, random_state=0).fit(X, y)
+        >>> similar = model.similar_items([model.item_ids_[0]], k=3)
+        >>> similar.shape, bool(model.item_ids_[0] in similar)
+        ((1, 3), False)
+        """
+        check_is_fitted(self)
+        k = self._check_k(k)
+        fill_value = check_fill_value(fill_value, self.item_ids_.dtype)
+        inputs, positions = self._inputs_for("item", items)
+        known = positions >= 0
+        if isinstance(items, pd.DataFrame):
+            vectors = self._embed("item", inputs)
+        else:
+            # Catalogue items are queried with the very vectors the index holds.
+            vectors = np.empty((len(positions), self.item_embeddings_.shape[1]), dtype=np.float32)
+            vectors[known] = self.item_embeddings_[positions[known]]
+            vectors[~known] = self._embed("item", {key: value[~known]
+                                                   for key, value in inputs.items()})
+        rows = np.flatnonzero(known)
+        itself = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, positions[known])),
+                               shape=(len(positions), len(self.item_ids_)))
+        distances, index = self.index_.query(vectors, k, exclude=itself)
+        return self._topk_answer(distances, index, return_scores, fill_value)
+
+    def remove_items(self, ids):
+        """Stop recommending items (out of stock, withdrawn), without refitting.
+
+        The items leave every answer of :meth:`predict_topk`, :meth:`similar_items` and
+        :meth:`kneighbors` (``index_`` masks them for exact search and marks them deleted in an
+        HNSW graph), but stay in ``item_ids_``, ``item_embeddings_`` and ``seen_items_``, and can
+        still be queried (``transform_items``, ``similar_items`` of a removed item). Passing
+        them to :meth:`index_items` brings them back. The removals persist through pickle and
+        joblib; which items are removed is ``item_ids_[index_.removed_]``.
+
+        Parameters
+        ----------
+        ids : array-like of item ids
+            Items of the catalogue (``item_ids_``); an unknown id is a ValueError naming it.
+            Removing an item twice is a no-op.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from skdssm import DSSMRecommender
+        >>> from skdssm.datasets import make_interactions
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=6,
+        ...                          random_state=0)
+        >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+        >>> model = DSSMRecommender(max_epochs=1, early_stopping=False, random_state=0).fit(X, y)
+        >>> best = model.predict_topk([1], k=1, exclude_seen=False)[0, 0]
+        >>> after = model.remove_items([best]).predict_topk([1], k=1, exclude_seen=False)
+        >>> bool(after[0, 0] == best)
+        False
+        """
+        check_is_fitted(self)
+        values = as_id_array(ids, "ids")
+        positions = item_positions(self.item_ids_, values)
+        unknown = values[positions < 0]
+        if len(unknown):
+            raise ValueError(
+                f"{len(unknown)} ids passed to remove_items are not in the catalogue (item_ids_),"
+                f" e.g. {list(unknown[:5])}; remove_items takes ids of items seen in fit or added"
+                " by index_items.")
+        if not callable(getattr(self.index_, "remove_items", None)):
+            raise TypeError(
+                f"The index {type(self.index_).__name__} has no remove_items method; fit with "
+                "index='exact', 'hnsw' or an ExactIndex / HNSWIndex / ShardedIndex object to "
+                "remove items.")
+        self.index_.remove_items(positions.astype(np.int64))
+        return self

@@ -6,7 +6,9 @@ Every index takes an (n_items, d) float32 matrix of L2-normalised embeddings and
 ``1 - dot product`` (``1 - cosine`` for normalised vectors; hnswlib's ``"ip"`` space). Rows of a
 query may exclude items (a user's seen items): the index over-fetches by the number of excluded
 items of each row and drops them, which the benchmark found faster than hnswlib's ``filter``
-callable (see ``benchmarks/results_kneighbors.md``).
+callable (see ``benchmarks/results_kneighbors.md``). Items can be removed (``remove_items``: a
+mask for exact search, hnswlib's ``mark_deleted`` for HNSW) and brought back by
+``replace_items``; a removed item keeps its position and is never returned.
 """
 
 from __future__ import annotations
@@ -83,14 +85,17 @@ def _check_exclude(exclude, n_queries: int, n_items: int) -> sp.csr_matrix | Non
 
 
 def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
-               exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exclude: sp.csr_matrix | None = None,
+               removed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Dot-product scores and positions of the ``k`` best ``items`` per query, best first.
 
     Exact, chunked over queries so that a score chunk stays below 256 MiB; entries of ``exclude``
-    (a (n_queries, n_items) sparse matrix) are skipped and a query with fewer than ``k`` eligible
-    items gets ``-inf`` scores at the tail.
+    (a (n_queries, n_items) sparse matrix) are skipped for their query, the items where the
+    boolean (n_items,) mask ``removed`` is True for every query, and a query with fewer than
+    ``k`` eligible items gets ``-inf`` scores at the tail.
     """
     items = torch.as_tensor(np.ascontiguousarray(items, dtype=np.float32))
+    removed = None if removed is None or not removed.any() else torch.as_tensor(removed)
     chunk = max(1, min(_MAX_QUERY_CHUNK, _MAX_CHUNK_ENTRIES // max(len(items), 1)))
     scores_out = np.empty((len(queries), k), dtype=np.float32)
     index_out = np.empty((len(queries), k), dtype=np.int64)
@@ -100,6 +105,8 @@ def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
         if exclude is not None:
             rows, cols = exclude[start:stop].nonzero()
             scores[rows, cols] = -torch.inf
+        if removed is not None:
+            scores[:, removed] = -torch.inf
         top = torch.topk(scores, k, dim=1)
         scores_out[start:stop] = top.values.numpy()
         index_out[start:stop] = top.indices.numpy()
@@ -170,8 +177,9 @@ class _IndexBase(BaseEstimator):
             Neighbours per query; at most the number of indexed items.
         exclude : scipy sparse matrix of shape (n_queries, n_items), default=None
             Non-zero entries are items that must not be returned for that query row (a user's
-            seen items). Rows with fewer than ``k`` eligible items get position ``-1`` and
-            distance ``inf`` in their last slots.
+            seen items). Items removed by :meth:`remove_items` are never returned. Rows with
+            fewer than ``k`` eligible items get position ``-1`` and distance ``inf`` in their
+            last slots.
 
         Returns
         -------
@@ -186,6 +194,43 @@ class _IndexBase(BaseEstimator):
         k = _check_k(k, self.n_items_)
         exclude = _check_exclude(exclude, len(vectors), self.n_items_)
         return self._query(vectors, k, exclude)
+
+    def remove_items(self, positions):
+        """Stop returning the items at ``positions``; ``replace_items`` brings them back.
+
+        A removed item keeps its position (positions never shift) and its slot in the index;
+        removing an item twice is a no-op. The removals are part of the index's state: they
+        persist through :meth:`save` and pickle.
+
+        Parameters
+        ----------
+        positions : array-like of int
+            Positions of indexed items (``fit`` then ``add_items`` order).
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        positions = np.asarray(positions)
+        positions = np.unique(self._check_positions(positions, len(positions)))
+        fresh = positions[~self.removed_[positions]]
+        self._remove(fresh)
+        self.removed_[fresh] = True
+        return self
+
+    def __setstate__(self, state):
+        # An index pickled before items could be removed has no mask: none of its items is.
+        if "n_items_" in state and "removed_" not in state:
+            state = {**state, "removed_": np.zeros(state["n_items_"], dtype=bool)}
+        super().__setstate__(state)
+
+    def _n_active(self) -> int:
+        """Indexed items not removed."""
+        return self.n_items_ - int(np.count_nonzero(self.removed_))
+
+    def _grow_removed(self, n_new: int) -> None:
+        self.removed_ = np.concatenate([self.removed_, np.zeros(n_new, dtype=bool)])
 
     def save(self, path) -> None:
         """Write the index (parameters, tuning results and the graph or matrix) to ``path``."""
@@ -222,8 +267,18 @@ class _IndexBase(BaseEstimator):
 
     def _query(self, vectors, k, exclude):
         if exclude is None or exclude.nnz == 0:
-            return self._search(vectors, k)
+            return self._search_active(vectors, k)
         return self._overfetch(vectors, k, exclude)
+
+    def _search_active(self, vectors, k, n_wanted=None):
+        """``_search`` for ``k`` results, of which only as many as there are items not removed
+        can be found (hnswlib refuses to return fewer than asked); the rest is ``-1`` / ``inf``."""
+        found = min(k, self._n_active())
+        distances = np.full((len(vectors), k), np.inf, dtype=np.float32)
+        indices = np.full((len(vectors), k), -1, dtype=np.int64)
+        if found:
+            distances[:, :found], indices[:, :found] = self._search(vectors, found, n_wanted)
+        return distances, indices
 
     def _overfetch(self, vectors, k, exclude):
         """Fetch ``k + n_excluded`` per row, drop the excluded, keep the first ``k`` left.
@@ -239,7 +294,7 @@ class _IndexBase(BaseEstimator):
         indices = np.full((len(vectors), k), -1, dtype=np.int64)
         for width in np.unique(buckets):
             rows = np.flatnonzero(buckets == width)
-            dist, pos = self._search(vectors[rows], int(width), k)
+            dist, pos = self._search_active(vectors[rows], int(width), k)
             valid = pos >= 0
             banned = np.asarray(exclude[rows[:, None], np.where(valid, pos, 0)].todense(), dtype=bool)
             keep = valid & ~banned
@@ -265,6 +320,8 @@ class ExactIndex(_IndexBase):
     n_items_ : int
     n_features_in_ : int
         Embedding size.
+    removed_ : ndarray of shape (n_items,), dtype=bool
+        The items :meth:`remove_items` took out (masked out of every query).
     recall_ : float
         Always 1.0 (kept so both indexes expose the same attributes).
 
@@ -295,6 +352,7 @@ class ExactIndex(_IndexBase):
         """
         self.embeddings_ = self._start(embeddings).copy()
         self.n_items_ = len(self.embeddings_)
+        self.removed_ = np.zeros(self.n_items_, dtype=bool)
         self.recall_ = 1.0
         return self
 
@@ -303,24 +361,29 @@ class ExactIndex(_IndexBase):
         check_is_fitted(self)
         embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
         self.embeddings_ = np.concatenate([self.embeddings_, embeddings])
+        self._grow_removed(len(embeddings))
         self.n_items_ = len(self.embeddings_)
         return self
 
     def replace_items(self, positions, embeddings) -> ExactIndex:
-        """Replace the vectors of the items at ``positions``."""
+        """Replace the vectors of the items at ``positions`` (removed ones are returned again)."""
         check_is_fitted(self)
         embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
         positions = self._check_positions(positions, len(embeddings))
         self.embeddings_[positions] = embeddings
+        self.removed_[positions] = False
         return self
 
+    def _remove(self, positions) -> None:
+        """Nothing to do: ``removed_`` masks the score matrix of every query."""
+
     def _search(self, vectors, k, n_wanted=None):
-        scores, indices = exact_topk(vectors, self.embeddings_, k)
+        scores, indices = exact_topk(vectors, self.embeddings_, k, removed=self.removed_)
         return (1.0 - scores).astype(np.float32), indices
 
     def _query(self, vectors, k, exclude):
         # Masking the excluded entries of the score matrix is exact and cheaper than over-fetching.
-        scores, indices = exact_topk(vectors, self.embeddings_, k, exclude)
+        scores, indices = exact_topk(vectors, self.embeddings_, k, exclude, self.removed_)
         short = ~np.isfinite(scores)
         return (np.where(short, np.inf, 1.0 - scores).astype(np.float32),
                 np.where(short, -1, indices))
@@ -368,6 +431,9 @@ class HNSWIndex(_IndexBase):
         Its one-sided 95% lower confidence bound (what tuning compares to ``target_recall``).
     tuning_k_ : int
         The ``k`` of the tuning.
+    removed_ : ndarray of shape (n_items,), dtype=bool
+        The items :meth:`remove_items` took out (marked deleted in the graph: they still route
+        searches, they are never returned).
     n_items_, n_features_in_ : int
 
     Examples
@@ -430,6 +496,7 @@ class HNSWIndex(_IndexBase):
         self.index_.init_index(max_elements=self.n_items_, M=self.M,
                                ef_construction=self.ef_construction, random_seed=seed)
         self.index_.add_items(embeddings, np.arange(self.n_items_), num_threads=self.n_threads)
+        self.removed_ = np.zeros(self.n_items_, dtype=bool)
         self.tuning_k_ = min(int(k), self.n_items_)
         sample = _tuning_queries(embeddings, queries, rng)
         _, truth = exact_topk(sample, embeddings, self.tuning_k_)
@@ -515,16 +582,31 @@ class HNSWIndex(_IndexBase):
             self.index_.resize_index(max(needed, 2 * self.index_.get_max_elements()))
         self.index_.add_items(embeddings, np.arange(self.n_items_, needed),
                               num_threads=self.n_threads)
+        self._grow_removed(len(embeddings))
         self.n_items_ = needed
         return self
 
     def replace_items(self, positions, embeddings) -> HNSWIndex:
-        """Update the vectors of the items at ``positions`` (hnswlib re-links updated points)."""
+        """Update the vectors of the items at ``positions`` (hnswlib re-links updated points);
+        removed ones are returned again."""
         check_is_fitted(self)
         embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
         positions = self._check_positions(positions, len(embeddings))
-        self.index_.add_items(embeddings, positions, num_threads=self.n_threads)
+        # Unmarking restores a removed point with the links it kept; re-adding an unchanged
+        # vector would re-link its neighbourhood, which cost recall in the tests for nothing.
+        for label in positions[self.removed_[positions]].tolist():
+            self.index_.unmark_deleted(label)
+        self.removed_[positions] = False
+        changed = (self.index_.get_items(positions) != embeddings).any(axis=1)
+        if changed.any():
+            self.index_.add_items(embeddings[changed], positions[changed],
+                                  num_threads=self.n_threads)
         return self
+
+    def _remove(self, positions) -> None:
+        # hnswlib marks one label per call; removals are rare and small next to queries.
+        for label in positions.tolist():
+            self.index_.mark_deleted(label)
 
 
 class ShardedIndex(_IndexBase):
@@ -573,6 +655,8 @@ class ShardedIndex(_IndexBase):
         Its one-sided 95% lower confidence bound.
     tuning_k_ : int
         The ``k`` of that measurement.
+    removed_ : ndarray of shape (n_items,), dtype=bool
+        The items :meth:`remove_items` took out (each removed in its own shard).
     n_items_, n_features_in_ : int
 
     Examples
@@ -621,6 +705,7 @@ class ShardedIndex(_IndexBase):
         """
         embeddings = self._start(embeddings)
         self.n_items_ = len(embeddings)
+        self.removed_ = np.zeros(self.n_items_, dtype=bool)
         self.n_shards_ = min(self.n_shards, self.n_items_)
         base = HNSWIndex() if self.base is None else self.base
         rng = np.random.default_rng(derive_seed(self.random_state))
@@ -712,11 +797,13 @@ class ShardedIndex(_IndexBase):
         shard_of = np.arange(self.n_items_, self.n_items_ + len(embeddings)) % self.n_shards_
         self._map(lambda shard, rows: shard.add_items(embeddings[rows]) if len(rows) else shard,
                   self.shards_, [np.flatnonzero(shard_of == s) for s in range(self.n_shards_)])
+        self._grow_removed(len(embeddings))
         self.n_items_ += len(embeddings)
         return self
 
     def replace_items(self, positions, embeddings) -> ShardedIndex:
-        """Replace the vectors of the items at ``positions``, each in its own shard."""
+        """Replace the vectors of the items at ``positions``, each in its own shard (removed
+        ones are returned again)."""
         check_is_fitted(self)
         embeddings = _check_vectors(embeddings, "embeddings", self.n_features_in_)
         positions = self._check_positions(positions, len(embeddings))
@@ -724,7 +811,13 @@ class ShardedIndex(_IndexBase):
         for shard in np.unique(shard_of):
             rows = np.flatnonzero(shard_of == shard)
             self.shards_[shard].replace_items(positions[rows] // self.n_shards_, embeddings[rows])
+        self.removed_[positions] = False
         return self
+
+    def _remove(self, positions) -> None:
+        shard_of = positions % self.n_shards_
+        for shard in np.unique(shard_of):
+            self.shards_[shard].remove_items(positions[shard_of == shard] // self.n_shards_)
 
 
 INDEXES = {"exact": ExactIndex, "hnsw": HNSWIndex}

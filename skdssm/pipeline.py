@@ -1,7 +1,8 @@
 """A scikit-learn Pipeline that forwards the recommender verbs through its transformers.
 
-:class:`RecommenderPipeline` adds ``predict_topk``, ``kneighbors``, ``transform_users`` and
-``transform_items`` to :class:`sklearn.pipeline.Pipeline` when its final step has them.
+:class:`RecommenderPipeline` adds ``predict_topk``, ``kneighbors``, ``similar_items``,
+``transform_users``, ``transform_items``, ``index_items``, ``remove_items`` and
+``export_embeddings`` to :class:`sklearn.pipeline.Pipeline` when its final step has them.
 
 Queries of one side (a frame of users, a frame of items) lack the other side's columns, so
 the steps that only prepare the other side cannot run on them. At ``fit`` the pipeline traces,
@@ -87,7 +88,8 @@ class RecommenderPipeline(Pipeline):
     ``predict_proba``, ``score``, ``set_params`` with ``<step>__<param>``, cloning inside
     :class:`~sklearn.model_selection.GridSearchCV`). On top of it, the recommender verbs of the
     final step are available when that step has them: :meth:`predict_topk`, :meth:`kneighbors`,
-    :meth:`transform_users` and :meth:`transform_items`.
+    :meth:`similar_items`, :meth:`transform_users`, :meth:`transform_items`,
+    :meth:`index_items`, :meth:`remove_items` and :meth:`export_embeddings`.
 
     Their queries pass through the transformers, with one rule: a query of one side skips the
     steps that only prepare the other side. A frame of users (the user id and user feature
@@ -236,8 +238,9 @@ class RecommenderPipeline(Pipeline):
             Number of items per user.
         **params : dict
             Other arguments of the final step's ``predict_topk`` (``exclude_seen``,
-            ``return_scores``, ``fill_value``, ``history``). ``history`` (the users' own
-            interactions: user id, item id and time columns) goes to the final step as is.
+            ``return_scores``, ``fill_value``, ``history``, ``candidates``, ``exclude_items``).
+            ``history`` (the users' own interactions: user id, item id and time columns) and
+            ``exclude_items`` (ids, or user id / item id rows) go to the final step as is.
 
         Returns
         -------
@@ -304,6 +307,82 @@ class RecommenderPipeline(Pipeline):
         """
         check_is_fitted(self)
         return self._final_estimator.transform_items(self._transform_query(items, "item"))
+
+
+    @available_if(_final_estimator_has("similar_items"))
+    def similar_items(self, items, k: int = 10, **params):
+        """The ``k`` catalogue items nearest to each query item, from the final step.
+
+        Parameters
+        ----------
+        items : array-like of item ids, or DataFrame
+            Ids go straight to the final step. A DataFrame holds the item id and item feature
+            columns as they enter the pipeline (no user column), so a new item can be described
+            by its raw features; it passes through the steps that modify item-tower columns.
+        k : int, default=10
+            Number of items per query item.
+        **params : dict
+            Other arguments of the final step's ``similar_items`` (``return_scores``,
+            ``fill_value``).
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_items, k)
+            And the scores when ``return_scores=True``.
+        """
+        check_is_fitted(self)
+        return self._final_estimator.similar_items(self._transform_query(items, "item"), k=k,
+                                                   **params)
+
+    @available_if(_final_estimator_has("index_items"))
+    def index_items(self, items) -> RecommenderPipeline:
+        """Embed new or changed items with the final step's item tower and add them to its index.
+
+        Parameters
+        ----------
+        items : DataFrame
+            One row per item: the item id and item feature columns as they enter the pipeline
+            (raw, e.g. ``"Action|Drama"`` genres for a padder step; no user column). They pass
+            through the steps that modify item-tower columns, then to the final step's
+            ``index_items``.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        self._final_estimator.index_items(self._transform_query(items, "item"))
+        return self
+
+    @available_if(_final_estimator_has("remove_items"))
+    def remove_items(self, ids) -> RecommenderPipeline:
+        """Stop recommending the items ``ids`` (the final step's ``remove_items``).
+
+        Parameters
+        ----------
+        ids : array-like of item ids
+            Items of the final step's catalogue; :meth:`index_items` brings them back.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        self._final_estimator.remove_items(ids)
+        return self
+
+    @available_if(_final_estimator_has("export_embeddings"))
+    def export_embeddings(self, path) -> None:
+        """Write the final step's user and item embeddings with their ids (``.npz`` or
+        ``.parquet``; see the final step's ``export_embeddings``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination ending in ``.npz`` or ``.parquet``.
+        """
+        check_is_fitted(self)
+        self._final_estimator.export_embeddings(path)
 
 
 def make_pipeline(*steps, memory=None, transform_input=None, verbose=False) -> RecommenderPipeline:

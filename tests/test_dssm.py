@@ -253,7 +253,9 @@ def test_users_with_fewer_unseen_items_than_k_get_fill_value():
     X = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [1, 2, 3, 1]})
     model = DSSMRecommender(random_state=0, **dict(FAST, max_epochs=1)).fit(X, [1, 0, 1, 1])
     ids, scores = model.predict_topk([1, 2], k=2, return_scores=True)
-    assert ids[0].tolist() == [None, None] and np.isneginf(scores[0]).all()
+    # Integer ids stay integers: -1 marks the missing slots (other dtypes: tests/test_topk.py).
+    assert ids.dtype == np.int64
+    assert ids[0].tolist() == [-1, -1] and np.isneginf(scores[0]).all()
     assert set(ids[1]) == {2, 3}
 
 

@@ -175,6 +175,62 @@ def test_save_load_and_pickle_give_identical_answers(vectors, kind, tmp_path):
         (HNSWIndex if isinstance(index, ExactIndex) else ExactIndex).load(tmp_path / "index.pkl")
 
 
+@pytest.mark.parametrize("kind", MAKERS)
+def test_removed_items_are_never_returned_and_replace_items_brings_them_back(vectors, kind,
+                                                                             tmp_path):
+    items, _, queries = vectors
+    index = MAKERS[kind]().fit(items[:1000])
+    _, near = exact_topk(queries, items[:1000], 10)
+    removed = np.unique(near[:, :3])  # the hard case: every query's own nearest items
+    index.remove_items(removed)
+    index.remove_items(removed[:5])  # removing twice is a no-op
+    assert index.removed_.sum() == len(removed)
+    mask = np.zeros(1000, dtype=bool)
+    mask[removed] = True
+    # Exclusions and removals together: rows stay full and match exact search without them.
+    exclude = sp.csr_matrix((np.ones(len(queries), bool), (np.arange(len(queries)), near[:, 5])),
+                            shape=(len(queries), 1000))
+    for rows in (None, exclude):
+        _, found = index.query(queries, 10, exclude=rows)
+        assert (found >= 0).all() and not np.isin(found, removed).any()
+        _, truth = exact_topk(queries, items[:1000], 10, rows, removed=mask)
+        assert recall_against(found, truth) >= 0.97
+    # Asking for more than the items left fills the tail with -1 / inf instead of failing.
+    left = 1000 - len(removed)
+    distances, found = index.query(queries[:2], left + 3)
+    assert (found[:, :left] >= 0).all() and (found[:, left:] == -1).all()
+    assert np.isinf(distances[:, left:]).all()
+    # The removals persist through pickle and save / load.
+    index.save(tmp_path / "index.pkl")
+    for restored in (pickle.loads(pickle.dumps(index)), type(index).load(tmp_path / "index.pkl")):
+        np.testing.assert_array_equal(restored.removed_, index.removed_)
+        np.testing.assert_array_equal(restored.query(queries, 10)[1], index.query(queries, 10)[1])
+    # Replacing a removed item's vector returns it again; added items are not removed.
+    back = removed[:4]
+    index.replace_items(back, items[back])
+    np.testing.assert_array_equal(index.query(items[back], 1)[1].ravel(), back)
+    index.replace_items(removed[4:5], -queries[:1])  # a new vector for a removed item
+    assert index.query(-queries[:1], 1)[1][0, 0] == removed[4] and not index.removed_[removed[4]]
+    index.add_items(-queries[:2])
+    assert not index.removed_[-2:].any() and len(index.removed_) == 1002
+    with pytest.raises(ValueError, match="positions must lie in"):
+        index.remove_items(np.array([1002]))
+
+
+@pytest.mark.parametrize("kind", MAKERS)
+def test_an_index_pickled_before_removals_existed_still_answers(vectors, kind):
+    items, _, queries = vectors
+    index = MAKERS[kind]().fit(items[:500])
+    expected = index.query(queries, 10)[1]
+    old = pickle.loads(pickle.dumps(index))
+    for part in [old, *getattr(old, "shards_", [])]:
+        del part.removed_  # what an index pickled by an earlier skdssm lacks
+    restored = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(restored.query(queries, 10)[1], expected)
+    restored.remove_items(expected[0, :1])
+    assert expected[0, 0] not in restored.query(queries[:1], 10)[1]
+
+
 # ------------------------------------------------------------- sharded index
 def test_sharded_index_splits_items_round_robin_and_returns_global_positions(vectors):
     items = vectors[0][:1001]

@@ -138,8 +138,65 @@ def test_verbs_need_a_fit_and_a_final_step_that_has_them(geo):
         geo_pipeline(geo_columns).predict_topk(users, k=3)
     classifier = RecommenderPipeline([("padder", MultiHotPadder(columns=["genres"])),
                                       ("clf", LogisticRegression())])
-    for verb in ("predict_topk", "kneighbors", "transform_users", "transform_items"):
+    for verb in ("predict_topk", "kneighbors", "transform_users", "transform_items",
+                 "similar_items", "index_items", "remove_items", "export_embeddings"):
         assert not hasattr(classifier, verb)
+    for verb in ("similar_items", "index_items", "remove_items", "export_embeddings"):
+        assert hasattr(geo_pipeline(geo_columns), verb)
+
+
+@pytest.fixture(scope="module", params=["dssm", "retriever"])
+def genres_pipeline(request, geo):
+    """A genres padder before each estimator: item frames enter with raw "A|B" genres."""
+    from skdssm import TwoTowerRetriever
+
+    X, y, _, items, geo_columns = geo
+    X = X.drop(columns=geo_columns)
+    model = DSSMRecommender(**FAST) if request.param == "dssm" else TwoTowerRetriever(**FAST)
+    pipe = RecommenderPipeline([("padder", MultiHotPadder(columns=["genres"], max_len=3)),
+                                ("model", model)])
+    if request.param == "dssm":
+        pipe.fit(X, y)
+    else:
+        pipe.fit(X[y == 1])
+    return pipe, items.drop(columns=geo_columns)
+
+
+def test_item_verbs_run_raw_item_frames_through_the_item_steps(genres_pipeline):
+    pipe, items = genres_pipeline
+    pipe = pickle.loads(pickle.dumps(pipe))  # index_items and remove_items change the model
+    model = pipe.named_steps["model"]
+    known = items[items["item_id"].isin(model.item_ids_)].head(3)
+    assert known["genres"].str.contains("|", regex=False).all()
+    # similar_items: a raw frame of catalogue items answers as their ids do.
+    np.testing.assert_array_equal(pipe.similar_items(known, k=4),
+                                  pipe.similar_items(known["item_id"].to_numpy(), k=4))
+    # index_items: a new item described by raw genres is padded, embedded and served.
+    new = known.head(1).assign(item_id=10_000, genres="Horror|Comedy")
+    assert pipe.index_items(new) is pipe
+    assert model.item_ids_[-1] == 10_000
+    padded = pipe.named_steps["padder"].transform(new)
+    np.testing.assert_allclose(model.item_embeddings_[-1], model.transform_items(padded)[0],
+                               atol=1e-6)
+    np.testing.assert_array_equal(pipe.similar_items(new, k=5), model.similar_items(padded, k=5))
+    # remove_items: the removed items leave every top-k; index_items brings one back.
+    users = model.user_ids_[:10]
+    best = np.unique(pipe.predict_topk(users, k=3))
+    assert pipe.remove_items(best) is pipe
+    assert not np.isin(pipe.predict_topk(users, k=10), best).any()
+    back = items[items["item_id"] == best[0]]
+    pipe.index_items(back)
+    assert best[0] in model.item_ids_[~model.index_.removed_]
+
+
+def test_export_embeddings_is_forwarded(genres_pipeline, tmp_path):
+    pipe, _ = genres_pipeline
+    pipe.export_embeddings(tmp_path / "embeddings.npz")
+    saved = np.load(tmp_path / "embeddings.npz")
+    model = pipe.named_steps["model"]
+    np.testing.assert_array_equal(saved["item_ids"], model.item_ids_)
+    np.testing.assert_allclose(saved["item_embeddings"], model.item_embeddings_)
+    np.testing.assert_allclose(saved["user_embeddings"], model.transform_users(model.user_ids_))
 
 
 class NeighborsRecommender(DSSMRecommender):
