@@ -25,6 +25,8 @@ from ._features import (
     KNOWN_POSITIVE,
     LEAVE_ONE_OUT,
     N_RESERVED,
+    OFFSETS,
+    PROFILE,
     USER_LOG_Q,
     USER_POSITION,
     FeatureEncoder,
@@ -449,6 +451,33 @@ class TwoTowerRetriever(TwoTowerBase):
         histories, extra_seen = self._query_histories(users, positions, history)
         inputs[USER_POSITION] = np.arange(len(positions))
         return inputs, positions, self._user_inputs(histories), extra_seen
+
+    def _generated_input_specs(self, side: str) -> list:
+        """How a service builds the user inputs of ``user_representation`` (vocabularies.json)."""
+        if side != "user" or self.user_representation == "id":
+            return []
+        items = {"vocabulary_of": f"item:{self.item_col}", "dtype": "int64"}
+        if self.user_representation == "bag":
+            return [{"name": f"user:{HISTORY_BAG}", "kind": "history_bag", **items,
+                     "shape": ["n_codes"], "max_items": int(self.history_bag_size),
+                     "description": "codes of each user's most recent max_items positive items "
+                                    "(all when fewer), rows one after the other"},
+                    {"name": f"user:{HISTORY_BAG}{OFFSETS}", "kind": "offsets",
+                     "of": f"user:{HISTORY_BAG}", "dtype": "int64", "shape": ["batch"],
+                     "description": "start of each row's codes in user:history_bag (an empty "
+                                    "bag starts where the next row starts)"}]
+        if self.user_representation == "sequence":
+            return [{"name": f"user:{HISTORY}", "kind": "history_sequence", **items,
+                     "shape": ["batch", int(self.max_sequence_length)],
+                     "alignment": "right (most recent last)",
+                     "description": "codes of each user's most recent positive items, oldest "
+                                    "first, padded with 0 on the left"}]
+        return [{"name": f"user:{PROFILE}", "kind": "profile", "dtype": "float32",
+                 "columns": [str(c) for c in self._profile_columns],
+                 "shape": ["batch", len(self._profile_columns)],
+                 "global_mean": self.profiles_.global_profile.tolist(),
+                 "description": "mean of these item columns over the user's positive items; "
+                                "global_mean for a user without any"}]
 
     def _validation_scorer(self, arrays, train_histories, train_rows, valid_rows, positive):
         """Recall@eval_k of the held-out positives, ranking the catalogue minus training items."""
