@@ -55,6 +55,12 @@ class _NamedInputs(nn.Module):
 
 def export_tower(tower: nn.Module, inputs: dict, path: Path, output_name: str) -> None:
     """Write ``tower`` as an ONNX graph whose inputs are the keys of ``inputs`` (axis 0 dynamic)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"export_onnx needs onnx and onnxscript ({error}); install them with "
+                          "pip install 'skdssm[onnx]'.") from error
     names = list(inputs)
     tower = copy.deepcopy(tower).cpu().float().eval()
     args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in names)

@@ -41,6 +41,13 @@ def _axes(ax, caller: str):
     return ax, ax.figure
 
 
+def _integer_ticks(axis) -> None:
+    """Epochs and k are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _final_estimator(estimator):
     """The step that was fitted last: the estimator itself, or a pipeline's final step."""
     if not hasattr(estimator, "history_") and hasattr(estimator, "steps"):
@@ -209,10 +216,12 @@ class TrainingHistoryDisplay:
             (self.lines_[key],) = target.plot(self.epochs, values, marker="o",
                                               label=label, **{**style, **kwargs})
         ax.set_xlabel("epoch")
+        _integer_ticks(ax.xaxis)
         ax.set_ylabel("loss" if loss_keys else ", ".join(score_keys))
         if score_ax is not None:
             score_ax.set_ylabel(", ".join(score_keys))
-        lines = list(self.lines_.values())
+        # Every line on these axes (earlier Displays' too) and on the twin, in one legend.
+        lines = [*ax.get_lines(), *(score_ax.get_lines() if score_ax is not None else [])]
         ax.legend(lines, [line.get_label() for line in lines], fontsize="small")
         self.ax_, self.score_ax_, self.figure_ = ax, score_ax, figure
         return self
@@ -382,6 +391,7 @@ class MetricAtKDisplay:
         for name, values in self.values.items():
             (self.lines_[name],) = ax.plot(self.k, values, label=name, **kwargs)
         ax.set(xlabel="k", ylabel=f"{METRICS[self.metric][1]}@k")
+        _integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         self.ax_, self.figure_ = ax, figure
