@@ -533,6 +533,8 @@ class TwoTowerBase(BaseEstimator):
             return) and ``vocabularies.json``: for each side, each input's name, kind, source
             columns, dtype, shape and vocabulary (code ``i + 2`` for the i-th value, 1 for an
             unseen value, 0 for padding), and how the retriever's history inputs are built.
+            A tower over 2 GiB (ONNX's protobuf limit) keeps its weights beside the graph,
+            in ``user_tower.onnx.data`` / ``item_tower.onnx.data``.
 
         Notes
         -----

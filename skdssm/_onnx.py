@@ -8,8 +8,10 @@ multi-valued feature and the retriever's history bag use.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -26,6 +28,26 @@ VOCABULARY_FILE = "vocabularies.json"
 OPSET = 18
 # torch.export specialises dimensions of size 0 or 1: the example batch must be larger.
 EXAMPLE_ROWS = 16
+# ONNX files are protobufs, limited to 2 GiB: larger towers keep their weights in <file>.data.
+MAX_EMBEDDED_BYTES = 2**31 - 2**27
+# The exporter's own notes (skipped torchvision ops, constant folding it does not attempt).
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # torch.export's notes on its own internals (deprecations, tracing).
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def tower_keys(tower: nn.Module) -> set:
@@ -65,12 +87,12 @@ def export_tower(tower: nn.Module, inputs: dict, path: Path, output_name: str) -
     tower = copy.deepcopy(tower).cpu().float().eval()
     args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in names)
     dynamic = tuple({0: torch.export.Dim.AUTO} for _ in names)
-    with warnings.catch_warnings():
-        # torch.export's notes on its own internals (deprecations, tracing) concern nobody here.
-        warnings.simplefilter("ignore")
+    n_bytes = sum(p.numel() * p.element_size() for p in tower.parameters())
+    with _quiet_exporter():
         torch.onnx.export(_NamedInputs(tower, names), args, str(path), input_names=names,
                           output_names=[output_name], dynamic_shapes=(dynamic,), dynamo=True,
-                          opset_version=OPSET, verbose=False)
+                          opset_version=OPSET, verbose=False,
+                          external_data=n_bytes > MAX_EMBEDDED_BYTES)
 
 
 def _values(vocabulary: pd.Index) -> list:

@@ -55,6 +55,10 @@ class PopularityRecommender(BaseEstimator):
         its interaction (an item's count is its column sum), as
         :meth:`TwoTowerRetriever.fit <skdssm.estimators.TwoTowerRetriever.fit>` reads it;
         ``y`` and ``sample_weight`` must be None.
+
+        Returns
+        -------
+        self
         """
         if sp.issparse(X):
             X, sample_weight = interactions_from_sparse(X, self.user_col, self.item_col, y=y,

@@ -128,12 +128,14 @@ class TrainingHistoryDisplay:
         Parameters
         ----------
         history : skorch.History or list of dict
+            One dict per epoch, as skorch records them.
         scores : list of str, default=None
             History keys to draw as scores; by default every numeric ``valid_*`` entry other
             than ``valid_loss`` (skorch's ``*_best`` flags and batch counts left out).
         name : str, default=None
             Legend prefix.
         ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
         **kwargs
             Passed to :meth:`plot`.
 
@@ -165,7 +167,8 @@ class TrainingHistoryDisplay:
 
         Parameters
         ----------
-        estimator : fitted DSSMRecommender, TwoTowerRetriever or pipeline ending in one
+        estimator : estimator
+            A fitted DSSMRecommender or TwoTowerRetriever, or a pipeline ending in one.
         scores, name, ax, **kwargs
             As in :meth:`from_history`; ``name`` defaults to the estimator's class name.
 
@@ -303,12 +306,16 @@ class MetricAtKDisplay:
         y_pred : ndarray of shape (n_users, K), or dict of str to such arrays
             Recommended ids, best first (``predict_topk`` output), of one model or by model
             name.
-        users, items, user_col, item_col
+        users, items : array-like, default=None
             As in :func:`skdssm.metrics.recall_at_k`.
         metric : {"recall", "ndcg", "hit_rate", "precision", "mrr"}, default="recall"
+            The metric of :mod:`skdssm.metrics` at each k.
         k : int, default=None
             Largest k (default: the width of the recommendations).
+        user_col, item_col : str, default="user_id", "item_id"
+            Columns of a frame ``y_true``.
         ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
         **kwargs
             Passed to :meth:`plot`.
 
@@ -353,6 +360,7 @@ class MetricAtKDisplay:
         user_col, item_col : str, default="user_id", "item_id"
             Columns of X.
         ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
         **kwargs
             Passed to :meth:`plot`.
 
@@ -470,6 +478,7 @@ class SearchResultsDisplay:
         labels : list of str, default=None
             One per candidate (default: the parameters that differ between candidates).
         ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
         **kwargs
             Passed to :meth:`plot`.
 
@@ -503,7 +512,8 @@ class SearchResultsDisplay:
 
         Parameters
         ----------
-        search : fitted GridSearchCV or RandomizedSearchCV
+        search : GridSearchCV or RandomizedSearchCV
+            A fitted search.
         metric : str, default=None
             Scorer name; by default the search's ``refit`` scorer when that is a name, else
             its single score.

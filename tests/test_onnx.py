@@ -80,6 +80,9 @@ def test_vocabularies_let_a_service_encode_raw_item_rows(positives, tmp_path):
     model = TwoTowerRetriever(**FAST).fit(positives)
     pytest.importorskip("onnxscript")
     model.export_onnx(tmp_path)
+    # Self-contained graphs: a service copies one file per tower.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "item_tower.onnx", "user_tower.onnx", "vocabularies.json"]
     spec = json.loads((tmp_path / "vocabularies.json").read_text())
     rows = positives.drop_duplicates("item_id").head(5).assign(
         item_id=[3, 4, 999, 5, 6], category=["category_1", "unseen", "category_0", "category_2",
