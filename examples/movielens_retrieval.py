@@ -155,12 +155,14 @@ def main() -> None:
     try:
         start = time.perf_counter()
         top = als_topk(train, users, MAX_K, seed=0)
-        evaluate("ALS (implicit)", top, test, users, time.perf_counter() - start, table, predictions)
+        evaluate("ALS (implicit)", top, test, users, time.perf_counter() - start, table,
+                 predictions)
     except ImportError:
         print("(implicit is not installed: ALS skipped)")
     start = time.perf_counter()
     top = ease_topk(train, users, MAX_K)
-    evaluate("EASE (l2=500)", top, test, users, time.perf_counter() - start, table, predictions)
+    evaluate("EASE (l2=500)", top, test, users, time.perf_counter() - start, table,
+             predictions)
     for seed in args.seeds:
         start = time.perf_counter()
         model = TwoTowerRetriever(random_state=seed, **retriever_params).fit(train)

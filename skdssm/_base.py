@@ -572,7 +572,8 @@ class TwoTowerBase(BaseEstimator):
             inputs, output = examples[side], f"{side}_embedding"
             export_tower(tower, inputs, directory / TOWER_FILES[side], output)
             order = list(inputs)
-            specs = side_specs(self.feature_encoder_, side, inputs) + self._generated_input_specs(side)
+            specs = [*side_specs(self.feature_encoder_, side, inputs),
+                     *self._generated_input_specs(side)]
             sides[side] = {"file": TOWER_FILES[side],
                            "inputs": sorted(specs, key=lambda spec: order.index(spec["name"])),
                            "output": output, "embedding_dim": int(tower.output_dim),

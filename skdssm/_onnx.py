@@ -1,4 +1,4 @@
-"""The towers as ONNX graphs, and the description of their inputs a service needs to encode requests.
+"""The towers as ONNX graphs, and the description of the inputs a service encodes requests into.
 
 :meth:`~skdssm.estimators.DSSMRecommender.export_onnx` calls :func:`export_towers`. Each tower is
 exported with ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` then onnxscript): the
@@ -140,5 +140,5 @@ def write_vocabularies(path: Path, sides: dict) -> None:
 
 
 def example_rows(ids: np.ndarray) -> np.ndarray:
-    """``EXAMPLE_ROWS`` ids cycled from ``ids`` (at least 2 rows, so the batch axis stays dynamic)."""
+    """``EXAMPLE_ROWS`` ids cycled from ``ids`` (>= 2 rows, so the batch axis stays dynamic)."""
     return np.resize(np.asarray(ids), EXAMPLE_ROWS)

@@ -122,7 +122,8 @@ class TrainingHistoryDisplay:
         return keys
 
     @classmethod
-    def from_history(cls, history, *, scores=None, name=None, ax=None, **kwargs):
+    def from_history(cls, history, *, scores=None, name=None, ax=None,
+                     **kwargs) -> TrainingHistoryDisplay:
         """Plot a ``skorch.History`` (one dict per epoch).
 
         Parameters
@@ -162,7 +163,8 @@ class TrainingHistoryDisplay:
         return display.plot(ax=ax, **kwargs)
 
     @classmethod
-    def from_estimator(cls, estimator, *, scores=None, name=None, ax=None, **kwargs):
+    def from_estimator(cls, estimator, *, scores=None, name=None, ax=None,
+                       **kwargs) -> TrainingHistoryDisplay:
         """Plot the ``history_`` of a fitted estimator (or of a pipeline's final step).
 
         Parameters
@@ -181,7 +183,7 @@ class TrainingHistoryDisplay:
         return cls.from_history(model.history_, scores=scores, ax=ax, **kwargs,
                                 name=type(model).__name__ if name is None else name)
 
-    def plot(self, ax=None, *, name=None, keys=None, **kwargs):
+    def plot(self, ax=None, *, name=None, keys=None, **kwargs) -> TrainingHistoryDisplay:
         """Draw the losses on ``ax`` and the scores on a twin axes (or on ``ax`` alone).
 
         Parameters
@@ -296,7 +298,8 @@ class MetricAtKDisplay:
 
     @classmethod
     def from_predictions(cls, y_true, y_pred, *, users=None, items=None, metric="recall",
-                         k=None, user_col="user_id", item_col="item_id", ax=None, **kwargs):
+                         k=None, user_col="user_id", item_col="item_id", ax=None,
+                         **kwargs) -> MetricAtKDisplay:
         """Plot the metric of recommended ids at every k up to their width.
 
         Parameters
@@ -340,7 +343,7 @@ class MetricAtKDisplay:
     @classmethod
     def from_estimator(cls, estimators, X, *, users=None, metric="recall", k=20,
                        exclude_seen=True, user_col="user_id", item_col="item_id", ax=None,
-                       **kwargs):
+                       **kwargs) -> MetricAtKDisplay:
         """Recommend ``k`` items per test user with each model and plot the metric at 1..k.
 
         Parameters
@@ -380,7 +383,7 @@ class MetricAtKDisplay:
         return cls.from_predictions(X, predictions, users=users, metric=metric, k=k,
                                     user_col=user_col, item_col=item_col, ax=ax, **kwargs)
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax=None, **kwargs) -> MetricAtKDisplay:
         """One line per model: the metric against k.
 
         Parameters
@@ -465,7 +468,8 @@ class SearchResultsDisplay:
                 for i, candidate in enumerate(params)]
 
     @classmethod
-    def from_cv_results(cls, cv_results: dict, *, metric=None, labels=None, ax=None, **kwargs):
+    def from_cv_results(cls, cv_results: dict, *, metric=None, labels=None, ax=None,
+                        **kwargs) -> SearchResultsDisplay:
         """Plot the candidates of a ``cv_results_`` dict.
 
         Parameters
@@ -507,7 +511,8 @@ class SearchResultsDisplay:
         return display.plot(ax=ax, **kwargs)
 
     @classmethod
-    def from_estimator(cls, search, *, metric=None, labels=None, ax=None, **kwargs):
+    def from_estimator(cls, search, *, metric=None, labels=None, ax=None,
+                       **kwargs) -> SearchResultsDisplay:
         """Plot the candidates of a fitted search.
 
         Parameters
@@ -530,7 +535,7 @@ class SearchResultsDisplay:
         return cls.from_cv_results(search.cv_results_, metric=metric, labels=labels, ax=ax,
                                    **kwargs)
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax=None, **kwargs) -> SearchResultsDisplay:
         """A row per candidate: mean +- std as an error bar, each fold's score as a dot.
 
         Parameters

@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skdssm import TwoTowerRetriever
+from skdssm._sparse import interactions_from_sparse
 from skdssm.baselines import PopularityRecommender
 
 FAST = dict(hidden_dims=(16, 8), embedding_dim=8, max_epochs=2, batch_size=32, random_state=0)
@@ -68,7 +71,8 @@ def test_popularity_reads_the_matrix_as_weighted_interactions(matrix):
     model = PopularityRecommender().fit(R)
     expected = PopularityRecommender().fit(frame, sample_weight=values)
     np.testing.assert_array_equal(model.item_ids_, expected.item_ids_)
-    np.testing.assert_allclose(model.item_counts_, np.asarray(R.sum(axis=0)).ravel()[model.item_ids_])
+    column_sums = np.asarray(R.sum(axis=0)).ravel()
+    np.testing.assert_allclose(model.item_counts_, column_sums[model.item_ids_])
     np.testing.assert_array_equal(model.predict_topk(np.arange(30), k=3),
                                   expected.predict_topk(np.arange(30), k=3))
 
@@ -93,3 +97,26 @@ def test_sparse_input_errors_name_the_parameter(matrix):
         model.fit(sp.csr_matrix((3, 4)))
     with pytest.raises(ValueError, match="y=None"):
         PopularityRecommender().fit(R, sample_weight=np.ones(R.nnz))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 8),
+       st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7), st.floats(-5, 5)), min_size=1,
+                max_size=30))
+def test_conversion_holds_every_stored_entry_once(n_rows, n_columns, entries):
+    """Each stored entry becomes one row (duplicates summed), in (row, column) order, with the
+    side frames' rows gathered by position."""
+    entries = [(r % n_rows, c % n_columns, v) for r, c, v in entries]
+    rows, columns, values = map(np.array, zip(*entries))
+    R = sp.coo_matrix((values, (rows, columns)), shape=(n_rows, n_columns))
+    users = pd.DataFrame({"u": np.arange(n_rows) * 10}, index=np.arange(n_rows)[::-1])
+    items = pd.DataFrame({"i": np.arange(n_columns) * 100})
+    frame, stored = interactions_from_sparse(R, "user", "item", users, items)
+    expected = sp.csr_matrix(R)
+    np.testing.assert_array_equal(frame["user"], np.repeat(np.arange(n_rows),
+                                                           np.diff(expected.indptr)))
+    np.testing.assert_array_equal(frame["item"], expected.indices)
+    np.testing.assert_allclose(stored, expected.data)
+    np.testing.assert_array_equal(frame["u"], frame["user"] * 10)
+    np.testing.assert_array_equal(frame["i"], frame["item"] * 100)
+    assert list(frame.columns) == ["user", "item", "u", "i"]
