@@ -119,3 +119,21 @@ def test_encode_needs_a_fitted_model():
         TwoTowerRetriever().encode_users([1])
     with pytest.raises(NotFittedError):
         DSSMRecommender().export_onnx("unused")
+
+
+def test_export_pooling_equals_embedding_bag():
+    """The exported graphs pool with a gather and a scatter-add (ONNX has no EmbeddingBag):
+    the same means as embedding_bag, empty bags and all-padding rows included."""
+    import torch
+
+    from skdssm.nn import _pooled_mean_in_onnx_ops, pooled_mean
+
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(12, 4, padding_idx=0)
+    codes = torch.tensor([3, 0, 5, 7, 7, 0, 0, 2, 11])
+    offsets = torch.tensor([0, 3, 3, 5, 7])  # row 1 empty, row 3 padding only
+    block = torch.tensor([[3, 0, 5], [0, 0, 0], [7, 7, 2]])
+    for args in ((codes, offsets), (block, None)):
+        expected = pooled_mean(embedding, *args)
+        torch.testing.assert_close(_pooled_mean_in_onnx_ops(embedding.weight, *args), expected)
+    assert not pooled_mean(embedding, codes, offsets)[[1, 3]].any()
