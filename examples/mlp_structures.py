@@ -16,8 +16,9 @@ Run (about 1.5-3 minutes per fit on one CPU thread; 8 fits, about 17 minutes)::
 per fit: the numbers then only show that the comparison runs, not which structure wins. The
 documentation's gallery runs the quick mode (``SKDSSM_GALLERY=1``).
 
-The table is printed; a figure (test metrics and per-epoch validation AUC from ``history_``)
-is written to ``examples/out/mlp_structures.png``.
+The table is printed; a figure (test metrics, per-epoch validation AUC from ``history_`` with
+``skdssm.plotting.TrainingHistoryDisplay``, and the search's candidates with
+``SearchResultsDisplay``) is written to ``examples/out/mlp_structures.png``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from skdssm import DSSMRecommender  # noqa: E402
 from skdssm._demo import movielens_split  # noqa: E402
 from skdssm.datasets import fetch_movielens  # noqa: E402
 from skdssm.pipeline import RecommenderPipeline  # noqa: E402
+from skdssm.plotting import SearchResultsDisplay, TrainingHistoryDisplay  # noqa: E402
 from skdssm.preprocessing import MultiHotPadder  # noqa: E402
 
 STRUCTURES = {
@@ -87,16 +89,18 @@ def test_metrics(model, X, y) -> dict:
             "test log-loss": log_loss(y, proba)}
 
 
-def plot(table: pd.DataFrame, histories: dict, path: Path) -> None:
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.5))
+def plot(table: pd.DataFrame, models: dict, search, path: Path) -> None:
+    fig, (bars, curves, candidates) = plt.subplots(1, 3, figsize=(19, 4.5))
     table[["test AUC", "test accuracy", "test log-loss"]].T.plot.bar(ax=bars, rot=0)
     bars.set_title("Test metrics per MLP structure")
     bars.legend(fontsize=8)
-    for name, history in histories.items():
-        curves.plot(np.arange(1, len(history) + 1), history[:, "valid_auc"], marker="o", label=name)
-    curves.set(title="Validation AUC per epoch (early-stopping hold-out)", xlabel="epoch",
-               ylabel="ROC AUC")
-    curves.legend(fontsize=8)
+    for name, model in models.items():
+        TrainingHistoryDisplay.from_estimator(model, name=name, ax=curves, keys=["valid_auc"])
+    curves.set(title="Validation AUC per epoch (early-stopping hold-out)", ylabel="ROC AUC")
+    SearchResultsDisplay.from_estimator(
+        search, metric="roc_auc", ax=candidates,
+        labels=[structure_name(params) for params in search.cv_results_["params"]])
+    candidates.set_title("GridSearchCV: validation ROC AUC")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -136,27 +140,26 @@ def main(argv=None) -> None:
     search.fit(X_search, y_search)
     print(f"GridSearchCV over {len(STRUCTURES)} structures: {time.perf_counter() - start:.0f} s")
 
-    rows, histories = {}, {}
+    rows, models = {}, {}
     results = pd.DataFrame(search.cv_results_)
     for position, params in enumerate(search.cv_results_["params"]):
         name = structure_name(params)
         model = clone(pipe).set_params(**params)
         start = time.perf_counter()
-        model.fit(X_train, y_train)
-        histories[name] = model.named_steps["model"].history_
+        models[name] = model.fit(X_train, y_train)
         rows[name] = {
             "valid AUC": results.loc[position, "mean_test_roc_auc"],
             "valid accuracy": results.loc[position, "mean_test_accuracy"],
             "valid log-loss": -results.loc[position, "mean_test_neg_log_loss"],
             **test_metrics(model, X_test, y_test),
-            "epochs": len(histories[name]),
+            "epochs": len(model.named_steps["model"].history_),
             "fit s": time.perf_counter() - start,
         }
     table = pd.DataFrame.from_dict(rows, orient="index").astype({"epochs": int})
     best = np.argmax(search.cv_results_["mean_test_roc_auc"])
     print(f"\nBest on validation: {structure_name(search.cv_results_['params'][best])}\n")
     print(table.to_markdown(floatfmt=".4f"))
-    plot(table, histories, Path(args.out))
+    plot(table, models, search, Path(args.out))
     print(f"\nFigure: {args.out}")
 
 

@@ -98,7 +98,7 @@ def als_topk(train: pd.DataFrame, test_users: np.ndarray, k: int, seed: int):
     return items.to_numpy()[top]
 
 
-def evaluate(name, top, test, users, seconds, table, curves):
+def evaluate(name, top, test, users, seconds, table, predictions):
     table.append({"model": name,
                   "Recall@10": recall_at_k(test, top, users=users, k=10),
                   "Precision@10": precision_at_k(test, top, users=users, k=10),
@@ -106,7 +106,7 @@ def evaluate(name, top, test, users, seconds, table, curves):
                   "NDCG@10": ndcg_at_k(test, top, users=users, k=10),
                   "Recall@50": recall_at_k(test, top, users=users, k=50),
                   "fit seconds": seconds})
-    curves[name] = [recall_at_k(test, top, users=users, k=k) for k in range(1, MAX_K + 1)]
+    predictions[name] = top
     print(pd.DataFrame(table[-1:]).to_string(index=False, header=len(table) == 1,
                                              float_format="%.4f"), flush=True)
 
@@ -147,27 +147,29 @@ def main() -> None:
           f"positives, {len(test):,} held out for {len(users):,} users; full ranking of "
           f"{train['item_id'].nunique():,} items\n")
 
-    table, curves = [], {}
+    table, predictions = [], {}
     start = time.perf_counter()
     popularity = PopularityRecommender().fit(train)
     evaluate("popularity", popularity.predict_topk(users, k=MAX_K), test, users,
-             time.perf_counter() - start, table, curves)
+             time.perf_counter() - start, table, predictions)
     try:
         start = time.perf_counter()
         top = als_topk(train, users, MAX_K, seed=0)
-        evaluate("ALS (implicit)", top, test, users, time.perf_counter() - start, table, curves)
+        evaluate("ALS (implicit)", top, test, users, time.perf_counter() - start, table,
+                 predictions)
     except ImportError:
         print("(implicit is not installed: ALS skipped)")
     start = time.perf_counter()
     top = ease_topk(train, users, MAX_K)
-    evaluate("EASE (l2=500)", top, test, users, time.perf_counter() - start, table, curves)
+    evaluate("EASE (l2=500)", top, test, users, time.perf_counter() - start, table,
+             predictions)
     for seed in args.seeds:
         start = time.perf_counter()
         model = TwoTowerRetriever(random_state=seed, **retriever_params).fit(train)
         seconds = time.perf_counter() - start
         arguments = ", ".join(f"{key}={value}" for key, value in retriever_params.items())
         evaluate(f"TwoTowerRetriever({arguments}) seed {seed}", model.predict_topk(users, k=MAX_K),
-                 test, users, seconds, table, curves)
+                 test, users, seconds, table, predictions)
 
     print("\n" + markdown(pd.DataFrame(table)))
     import matplotlib
@@ -175,12 +177,13 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from skdssm.plotting import MetricAtKDisplay
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, values in curves.items():
-        ax.plot(range(1, MAX_K + 1), values, label=name)
-    ax.set(xlabel="k", ylabel="Recall@k", title=f"MovieLens-{args.dataset}, full ranking")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    # From the recommendations: ALS and EASE are not skdssm estimators.
+    MetricAtKDisplay.from_predictions(test, predictions, users=users, metric="recall", k=MAX_K,
+                                      ax=ax)
+    ax.set_title(f"MovieLens-{args.dataset}, full ranking")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = ("movielens_retrieval.png" if args.split_seed == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import warnings
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,16 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
 from ._features import OOV, FeatureEncoder
+from ._onnx import (
+    TOWER_FILES,
+    VOCABULARY_FILE,
+    consumed,
+    example_rows,
+    export_tower,
+    side_specs,
+    tower_keys,
+    write_vocabularies,
+)
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._topk import (
     as_id_array,
@@ -554,6 +565,145 @@ class TwoTowerBase(BaseEstimator):
             pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
         else:
             raise ValueError(f"path must end with '.npz' or '.parquet'; got {path!r}.")
+
+    # ------------------------------------------------------------- serving
+    def encode_users(self, users, history=None) -> dict:
+        """The user tower's inputs for ``users``: exactly the arrays the tower consumes.
+
+        What :meth:`transform_users` feeds the user tower, and what the exported
+        ``user_tower.onnx`` (:meth:`export_onnx`) takes, input by input.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As in :meth:`transform_users`.
+        history : DataFrame, default=None
+            As in :meth:`transform_users`.
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            Keyed ``"user:<feature>"``: int64 codes of categorical features (n_users,), int64
+            padded blocks of multi-valued and sequence features (n_users, max_len), float32
+            ``"user:dense"`` (n_users, n_dense_features), and the retriever's generated inputs
+            (``"user:history_bag"`` flat codes with ``"user:history_bag:offsets"``,
+            ``"user:history"``, ``"user:profile"``). Codes: 0 padding, 1 out of vocabulary,
+            ``i + 2`` for the i-th vocabulary value (``vocabularies.json`` of
+            :meth:`export_onnx`).
+
+        Examples
+        --------
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm import TwoTowerRetriever
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=5,
+        ...                          random_state=0)
+        >>> positives = data.frame[data.frame["label"] == 1].drop(columns=["label", "rating"])
+        >>> model = TwoTowerRetriever(hidden_dims=(16,), max_epochs=1, random_state=0)
+        >>> sorted(model.fit(positives).encode_users([1, 2]))
+        ['user:age_group', 'user:dense', 'user:history_bag', 'user:history_bag:offsets', 'user:segment']
+        """
+        check_is_fitted(self)
+        inputs, _, transform, _ = self._user_queries(users, history)
+        if transform is not None:
+            inputs = {**inputs, **transform.arrays(inputs)}
+        return consumed(inputs, tower_keys(self.net_.module_.user_tower))
+
+    def encode_items(self, items) -> dict:
+        """The item tower's inputs for ``items``: exactly the arrays the tower consumes.
+
+        Parameters
+        ----------
+        items : array-like of item ids, or DataFrame
+            As in :meth:`transform_items` (ids take the features seen in fit, a frame its own).
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            Keyed ``"item:<feature>"``, laid out as in :meth:`encode_users`.
+
+        Examples
+        --------
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm import TwoTowerRetriever
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=5,
+        ...                          random_state=0)
+        >>> positives = data.frame[data.frame["label"] == 1].drop(columns=["label", "rating"])
+        >>> model = TwoTowerRetriever(hidden_dims=(16,), max_epochs=1, random_state=0)
+        >>> {key: value.shape for key, value in model.fit(positives).encode_items([3, 4]).items()}
+        {'item:item_id': (2,), 'item:category': (2,), 'item:tags': (2, 3), 'item:dense': (2, 1)}
+        """
+        check_is_fitted(self)
+        return consumed(self._inputs_for("item", items)[0],
+                        tower_keys(self.net_.module_.item_tower))
+
+    def _generated_input_specs(self, side: str) -> list:
+        """Descriptions of the inputs the estimator generates itself (none here)."""
+        return []
+
+    def export_onnx(self, directory) -> None:
+        """Write both towers as ONNX graphs and the vocabularies that encode their inputs.
+
+        A service in any language with an ONNX runtime can then embed users (and new items)
+        where requests arrive: encode the raw values with ``vocabularies.json`` into the
+        inputs :meth:`encode_users` / :meth:`encode_items` produce, run the graph, and query
+        an index of the item embeddings (:meth:`export_embeddings`).
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Created if needed. Receives ``user_tower.onnx`` and ``item_tower.onnx`` (one input
+            per key of ``encode_users`` / ``encode_items``, named like it, with a dynamic batch
+            axis; one float32 output ``user_embedding`` / ``item_embedding`` of shape
+            (batch, embedding size), what :meth:`transform_users` / :meth:`transform_items`
+            return) and ``vocabularies.json``: for each side, each input's name, kind, source
+            columns, dtype, shape and vocabulary (code ``i + 2`` for the i-th value, 1 for an
+            unseen value, 0 for padding), and how the retriever's history inputs are built.
+            A tower over 2 GiB (ONNX's protobuf limit) keeps its weights beside the graph,
+            in ``user_tower.onnx.data`` / ``item_tower.onnx.data``.
+
+        Notes
+        -----
+        Needs the ``onnx`` extra (``pip install skdssm[onnx]``: onnx, onnxruntime and
+        onnxscript). The towers are exported with ``torch.onnx.export(dynamo=True)``; the
+        older TorchScript exporter cannot export ``embedding_bag`` with a padding index, which
+        multi-valued features and history bags use. Every user representation exports: the
+        history bag is an input (flat item codes plus each row's offset), as are the
+        behaviour sequence and the profile; the service builds them from the user's items as
+        ``vocabularies.json`` describes (the retriever's ``history=`` fold-in, done outside
+        the graph).
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm import TwoTowerRetriever
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=5,
+        ...                          random_state=0)
+        >>> positives = data.frame[data.frame["label"] == 1].drop(columns=["label", "rating"])
+        >>> model = TwoTowerRetriever(hidden_dims=(16,), max_epochs=1, random_state=0)
+        >>> with tempfile.TemporaryDirectory() as directory:  # doctest: +SKIP
+        ...     model.fit(positives).export_onnx(directory)
+        ...     sorted(os.listdir(directory))
+        ['item_tower.onnx', 'user_tower.onnx', 'vocabularies.json']
+        """
+        check_is_fitted(self)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        module = self.net_.module_
+        examples = {"user": self.encode_users(example_rows(self.user_ids_)),
+                    "item": self.encode_items(example_rows(self.item_ids_))}
+        sides = {}
+        for side, tower in (("user", module.user_tower), ("item", module.item_tower)):
+            inputs, output = examples[side], f"{side}_embedding"
+            export_tower(tower, inputs, directory / TOWER_FILES[side], output)
+            order = list(inputs)
+            specs = [*side_specs(self.feature_encoder_, side, inputs),
+                     *self._generated_input_specs(side)]
+            sides[side] = {"file": TOWER_FILES[side],
+                           "inputs": sorted(specs, key=lambda spec: order.index(spec["name"])),
+                           "output": output, "embedding_dim": int(tower.output_dim),
+                           "normalized": bool(self.normalize)}
+        write_vocabularies(directory / VOCABULARY_FILE, sides)
 
     # ------------------------------------------------------------------ top-k
     def _check_k(self, k, name: str = "k") -> int:

@@ -25,6 +25,8 @@ from ._features import (
     KNOWN_POSITIVE,
     LEAVE_ONE_OUT,
     N_RESERVED,
+    OFFSETS,
+    PROFILE,
     USER_LOG_Q,
     USER_POSITION,
     FeatureEncoder,
@@ -32,6 +34,7 @@ from ._features import (
 from ._history import UserHistories, UserInputs, UserProfiles
 from ._preprocessing._history import _time_values
 from ._skorch import SAMPLE_WEIGHT, Compose, DrawCandidates, FixedSplit
+from ._sparse import check_side_frames, interactions_from_sparse
 from ._utils import check_columns, check_dataframe, check_generator
 from .losses import bce_loss, bpr_loss, infonce_loss, retrieval_softmax_loss, split_logits
 from .metrics import recall_at_k
@@ -452,6 +455,33 @@ class TwoTowerRetriever(TwoTowerBase):
         inputs[USER_POSITION] = np.arange(len(positions))
         return inputs, positions, self._user_inputs(histories), extra_seen
 
+    def _generated_input_specs(self, side: str) -> list:
+        """How a service builds the user inputs of ``user_representation`` (vocabularies.json)."""
+        if side != "user" or self.user_representation == "id":
+            return []
+        items = {"vocabulary_of": f"item:{self.item_col}", "dtype": "int64"}
+        if self.user_representation == "bag":
+            return [{"name": f"user:{HISTORY_BAG}", "kind": "history_bag", **items,
+                     "shape": ["n_codes"], "max_items": int(self.history_bag_size),
+                     "description": "codes of each user's most recent max_items positive items "
+                                    "(all when fewer), rows one after the other"},
+                    {"name": f"user:{HISTORY_BAG}{OFFSETS}", "kind": "offsets",
+                     "of": f"user:{HISTORY_BAG}", "dtype": "int64", "shape": ["batch"],
+                     "description": "start of each row's codes in user:history_bag (an empty "
+                                    "bag starts where the next row starts)"}]
+        if self.user_representation == "sequence":
+            return [{"name": f"user:{HISTORY}", "kind": "history_sequence", **items,
+                     "shape": ["batch", int(self.max_sequence_length)],
+                     "alignment": "right (most recent last)",
+                     "description": "codes of each user's most recent positive items, oldest "
+                                    "first, padded with 0 on the left"}]
+        return [{"name": f"user:{PROFILE}", "kind": "profile", "dtype": "float32",
+                 "columns": [str(c) for c in self._profile_columns],
+                 "shape": ["batch", len(self._profile_columns)],
+                 "global_mean": self.profiles_.global_profile.tolist(),
+                 "description": "mean of these item columns over the user's positive items; "
+                                "global_mean for a user without any"}]
+
     def _validation_scorer(self, arrays, train_histories, train_rows, valid_rows, positive):
         """Recall@eval_k of the held-out positives, ranking the catalogue minus training items."""
         user_pos, item_pos = arrays[USER_POSITION], arrays[ITEM_POSITION]
@@ -471,23 +501,50 @@ class TwoTowerRetriever(TwoTowerBase):
                              self._user_inputs(train_histories, getattr(self, "profiles_", None)))
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: pd.DataFrame, y=None, sample_weight=None) -> TwoTowerRetriever:
+    def fit(self, X: pd.DataFrame, y=None, sample_weight=None, *, user_frame=None,
+            item_frame=None) -> TwoTowerRetriever:
         """Learn both towers from positive interactions.
 
         Parameters
         ----------
-        X : DataFrame of shape (n_interactions, n_columns)
+        X : DataFrame of shape (n_interactions, n_columns), or scipy.sparse matrix
             One row per interaction: ``user_col``, ``item_col``, feature columns and (for
-            ``user_representation="sequence"``) ``time_col``.
+            ``user_representation="sequence"``) ``time_col``. Or a sparse users x items matrix
+            as implicit and LightFM take: each stored entry is an interaction whose user id is
+            its row position and item id its column position, and whose value is its ``y``
+            (turned into a weight by ``rating_transform``; entries are read in (row, column)
+            order, duplicates summed). ``predict_topk`` and the other verbs then take row
+            positions, and return column positions. Rows and columns without any entry are
+            not in ``user_ids_`` / ``item_ids_`` (serve such a user as unseen, add such items
+            with :meth:`index_items`).
         y : array-like of shape (n_interactions,), default=None
             Optional rating / relevance per row, turned into weights by ``rating_transform``.
+            None with a sparse X (its values are the ratings).
         sample_weight : array-like of shape (n_interactions,), default=None
-            Multiplies the weights.
+            Multiplies the weights. None with a sparse X.
+        user_frame, item_frame : DataFrame, default=None
+            Only with a sparse X: feature columns of the users (row i describes row i of X)
+            and of the items (row j describes column j). They join each interaction as if X
+            were a frame, so ``user_features`` / ``item_features`` name their columns.
 
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import scipy.sparse as sp
+        >>> from skdssm import TwoTowerRetriever
+        >>> R = sp.random(30, 20, density=0.3, format="csr", random_state=0)
+        >>> model = TwoTowerRetriever(hidden_dims=(16,), max_epochs=1, random_state=0).fit(R)
+        >>> model.predict_topk([0, 1], k=3).shape
+        (2, 3)
         """
+        if sp.issparse(X):
+            X, y = interactions_from_sparse(X, self.user_col, self.item_col, user_frame,
+                                            item_frame, y=y, sample_weight=sample_weight)
+        else:
+            check_side_frames(user_frame, item_frame)
         X = self._start_fit(X)
         check_columns(X, [self.user_col, self.item_col])
         self._record_input(X)

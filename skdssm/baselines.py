@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._sparse import interactions_from_sparse
 from ._utils import check_columns, check_dataframe
 from .neighbors import exact_topk
 
@@ -47,7 +48,21 @@ class PopularityRecommender(BaseEstimator):
         self.item_col = item_col
 
     def fit(self, X: pd.DataFrame, y=None, sample_weight=None) -> PopularityRecommender:
-        """Count interactions per item (y is ignored; sample_weight weights the rows)."""
+        """Count interactions per item (y is ignored; sample_weight weights the rows).
+
+        ``X`` is an interaction frame, or a ``scipy.sparse`` users x items matrix (as implicit
+        and LightFM take): ids are then row and column positions and each stored value weights
+        its interaction (an item's count is its column sum), as
+        :meth:`TwoTowerRetriever.fit <skdssm.estimators.TwoTowerRetriever.fit>` reads it;
+        ``y`` and ``sample_weight`` must be None.
+
+        Returns
+        -------
+        self
+        """
+        if sp.issparse(X):
+            X, sample_weight = interactions_from_sparse(X, self.user_col, self.item_col, y=y,
+                                                        sample_weight=sample_weight)
         X = check_dataframe(X)
         check_columns(X, [self.user_col, self.item_col])
         weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)

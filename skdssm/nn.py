@@ -140,7 +140,38 @@ def pooled_mean(embedding: nn.Embedding, codes: torch.Tensor,
     ``codes`` is a (B, L) padded block, or flat codes with ``offsets`` (B,) marking where each
     row starts (a ragged bag). ``embedding_bag`` pools without a (B, L, dim) tensor.
     """
+    if _is_exporting():
+        return _pooled_mean_in_onnx_ops(embedding.weight, codes, offsets)
     return F.embedding_bag(codes, embedding.weight, offsets, mode="mean", padding_idx=PAD)
+
+
+def _is_exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
+def _pooled_mean_in_onnx_ops(weight: torch.Tensor, codes: torch.Tensor,
+                             offsets: torch.Tensor | None) -> torch.Tensor:
+    """:func:`pooled_mean` as a gather and a scatter-add, for ``torch.export`` (ONNX export).
+
+    ONNX has no EmbeddingBag: the exporter lowers ``embedding_bag`` to a loop over the rows,
+    which onnxruntime ran 60 to 190 times slower than PyTorch on MovieLens history bags
+    (benchmarks/RESULTS.md section 8). The same mean from ops ONNX has runs at least as fast
+    as PyTorch there.
+    """
+    valid = (codes != PAD).to(weight.dtype)
+    vectors = F.embedding(codes, weight) * valid.unsqueeze(-1)
+    if offsets is None:
+        return vectors.sum(1) / valid.sum(1, keepdim=True).clamp(min=1.0)
+    n_codes, n_rows = codes.shape[0], offsets.shape[0]
+    # Row of each code: the number of rows starting at or before it, minus one (an empty bag
+    # repeats the next offset, so it owns no code).
+    starts = torch.zeros(n_codes + 1, dtype=offsets.dtype, device=codes.device)
+    starts = starts.index_add(0, offsets, torch.ones_like(offsets))
+    rows = torch.cumsum(starts, 0)[:n_codes] - 1
+    sums = vectors.new_zeros((n_rows, weight.shape[1])).index_add(0, rows, vectors)
+    counts = valid.new_zeros(n_rows).index_add(0, rows, valid)
+    return sums / counts.clamp(min=1.0).unsqueeze(-1)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 PUBLIC_MODULES = ("skdssm", "skdssm.estimators", "skdssm.preprocessing", "skdssm.pipeline",
                   "skdssm.model_selection", "skdssm.metrics", "skdssm.neighbors",
-                  "skdssm.sampling", "skdssm.losses", "skdssm.datasets", "skdssm.baselines")
+                  "skdssm.sampling", "skdssm.losses", "skdssm.datasets", "skdssm.baselines",
+                  "skdssm.plotting")
 GALLERY_ORDER = ("quickstart.py", "mlp_structures.py", "movielens_retrieval.py",
                  "geo_two_tower.py")
 

@@ -14,6 +14,7 @@ them; pass ``dtype`` (and any other option) by keyword, as 1.9 requires.
 
 from __future__ import annotations
 
+from sklearn.utils._optional_dependencies import check_matplotlib_support
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -31,6 +32,7 @@ __all__ = [
     "_check_feature_names_in",
     "_check_sample_weight",
     "_get_container_adapter",
+    "check_matplotlib_support",
     "validate_data",
     "validate_parameter_constraints",
     "validate_params",
