@@ -184,8 +184,8 @@ class RecommenderPipeline(Pipeline):
     :func:`sklearn.pipeline.make_pipeline`. A plain sklearn Pipeline around a skdssm estimator
     fits and predicts labelled pairs, but has no ``predict_topk``, ``kneighbors``,
     ``transform_users`` or ``transform_items``. Likewise
-    :class:`~sklearn.model_selection.GridSearchCV` does not forward those methods: use
-    :class:`~skdssm.model_selection.RecommenderSearchCV` (same parameters) or call
+    :class:`sklearn.model_selection.GridSearchCV` does not forward those methods: use
+    :class:`skdssm.model_selection.GridSearchCV` (the same class, forwarding them) or call
     ``search.best_estimator_.predict_topk(...)``.
 
     Examples
@@ -411,6 +411,9 @@ class RecommenderPipeline(Pipeline):
 
 def make_pipeline(*steps, memory=None, transform_input=None, verbose=False) -> RecommenderPipeline:
     """Build a :class:`RecommenderPipeline`, naming each step after its lower-cased class.
+
+    A drop-in replacement for :func:`sklearn.pipeline.make_pipeline` (same arguments, same
+    step names) whose result also has the recommender verbs of its final step.
 
     Parameters
     ----------
