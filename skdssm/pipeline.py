@@ -269,7 +269,12 @@ class RecommenderPipeline(Pipeline):
             if not isinstance(rows, pd.DataFrame):
                 break
             inputs[name] = rows
-            rows = step.transform(rows)
+            try:
+                rows = step.transform(rows)
+            except (KeyError, TypeError, ValueError):
+                # A step that cannot transform a single row leaves the later steps without a
+                # fill row: frames of one side then need every column those steps read.
+                break
         return inputs
 
     def _complete_query(self, name: str, step, query: pd.DataFrame, side: str):
@@ -286,10 +291,11 @@ class RecommenderPipeline(Pipeline):
             return query, []
         names_out = [str(c) for c in step.get_feature_names_out()]
         sources = _output_sources(step, names_in, names_out)
-        tainted = [c for c in names_out if not sources[c].isdisjoint(missing)]
+        everything = set(names_in)
+        tainted = [c for c in names_out if not sources.get(c, everything).isdisjoint(missing)]
         # A needed column the query lacks and the step merely passes on stays missing (it is
         # dropped again below): whichever step or estimator reads it says so.
-        wrong = sorted(c for c in set(tainted) & needs if sources[c] != {c})
+        wrong = sorted(c for c in set(tainted) & needs if sources.get(c, everything) != {c})
         if wrong:
             raise ValueError(
                 f"Step {name!r} of the pipeline computes the {side}-tower column(s) {wrong} from "
