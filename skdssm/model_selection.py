@@ -1,10 +1,10 @@
 """Splitters for interaction data, and searches whose best model recommends.
 
-The splitters are usable as ``cv=`` in scikit-learn's model selection tools. Each splitter takes the interaction frame ``X`` (one row per (user, item) event) and yields
-``(train_rows, test_rows)`` positional indices. By default the rows of a test fold whose user or
-item never appears in its training fold are dropped (they are in neither fold): a model cannot be
-judged on what it could never have seen, and ``drop_unseen=False`` keeps them for cold-start
-evaluation.
+The splitters are usable as ``cv=`` in scikit-learn's model selection tools. Each splitter
+takes the interaction frame ``X`` (one row per (user, item) event) and yields ``(train_rows,
+test_rows)`` positional indices. By default the rows of a test fold whose user or item never
+appears in its training fold are dropped (they are in neither fold): a model cannot be judged on
+what it could never have seen, and ``drop_unseen=False`` keeps them for cold-start evaluation.
 
 :class:`GridSearchCV` and :class:`RandomizedSearchCV` are scikit-learn's, plus the recommender
 verbs (``predict_topk``, ``kneighbors``, ...) of the refitted ``best_estimator_``.
