@@ -45,6 +45,7 @@ def test_every_example_has_help_and_a_quick_flag(example):
     assert "--quick" in result.stdout
 
 
+@pytest.mark.realdata
 def test_demo_prints_classifier_and_ranking_metrics(movielens_home, single_thread, capsys):
     _demo.main(["--data-home", str(movielens_home), "--no-download", "--max-epochs", "1"])
     out = capsys.readouterr().out

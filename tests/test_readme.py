@@ -30,6 +30,7 @@ def with_defaults(function, **defaults) -> tuple:
     return tuple(defaults.get(p.name, p.default) for p in parameters)
 
 
+@pytest.mark.realdata
 def test_readme_usage_block_runs_as_written(movielens_home, monkeypatch, capsys):
     fetch = skdssm.datasets.fetch_movielens
 
