@@ -7,8 +7,9 @@ On synthetic data with planted clusters (``make_interactions``):
 1. ``DSSMRecommender().fit(X, y)``: a two-tower classifier of (user, item) pairs.
 2. ``GridSearchCV(pipe, {...}, scoring="roc_auc").fit(X, y)``: preprocessing and model tuned
    together, every fold refitting the vocabularies.
-3. ``pipe.predict_topk(users, k=10)``: the tuned pipeline recommends from a frame of users
-   (user columns only; the item-side padding is skipped for them).
+3. ``search.predict_topk(users, k=10)``: the tuned pipeline recommends from a frame of users
+   (user columns only; the item-side padding is skipped for them). skdssm's ``GridSearchCV``
+   is scikit-learn's, plus the recommender verbs of ``best_estimator_``.
 
 Run ``OMP_NUM_THREADS=1 python examples/quickstart.py`` (about two minutes on one thread: the
 grid has 32 candidates), or add ``--quick`` for a 2-candidate grid, 2 folds and 5 epochs (seconds).
@@ -20,10 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from sklearn.model_selection import GridSearchCV
-
 from skdssm import DSSMRecommender
 from skdssm.datasets import make_interactions
+from skdssm.model_selection import GridSearchCV
 from skdssm.pipeline import make_pipeline
 from skdssm.preprocessing import MultiHotPadder
 
@@ -52,10 +52,8 @@ def main(param_grid: dict = PARAM_GRID, cv: int = 3, max_epochs: int = 10):
     search = GridSearchCV(pipe, param_grid, scoring="roc_auc", cv=cv).fit(X, y)
     print(f"2. GridSearchCV: best ROC AUC {search.best_score_:.3f} with {search.best_params_}")
 
-    # GridSearchCV forwards sklearn's methods only; the refitted pipeline has predict_topk.
-    pipe = search.best_estimator_
-    recommended = pipe.predict_topk(users, k=10)
-    print(f"3. pipe.predict_topk(users, k=10):\n{recommended}")
+    recommended = search.predict_topk(users, k=10)  # the refitted best pipeline's
+    print(f"3. search.predict_topk(users, k=10):\n{recommended}")
     return recommended
 
 

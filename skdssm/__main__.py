@@ -1,16 +1,22 @@
-"""Command line: ``python -m skdssm demo [--data-home DIR] [--dataset 100k]``."""
+"""Command line: ``python -m skdssm demo [--data-home DIR] [--dataset 100k] [--max-epochs N]``."""
 
-import sys
+from __future__ import annotations
+
+import argparse
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "demo":
-        print("usage: python -m skdssm demo [--data-home DIR] [--dataset {100k,1m,latest-small}]")
-        sys.exit(2)
-    from ._demo import main as demo
+    parser = argparse.ArgumentParser(prog="python -m skdssm",
+                                     description="skdssm's command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("demo", add_help=False,
+                        help="train a DSSMRecommender on MovieLens-100K and show what it "
+                             "recommends (python -m skdssm demo --help)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        from ._demo import main as demo
 
-    demo(argv[1:])
+        demo(rest)
 
 
 if __name__ == "__main__":

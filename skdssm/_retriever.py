@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from torch import nn
 
@@ -37,7 +38,7 @@ from ._skorch import SAMPLE_WEIGHT, Compose, DrawCandidates, FixedSplit
 from ._sparse import check_side_frames, interactions_from_sparse
 from ._utils import check_columns, check_dataframe, check_generator
 from .losses import bce_loss, bpr_loss, infonce_loss, retrieval_softmax_loss, split_logits
-from .metrics import recall_at_k
+from .metrics import make_topk_scorer, recall_at_k
 from .neighbors import exact_topk
 from .model_selection import user_holdout_rows
 from .sampling import SAMPLERS, NegativeSampler, make_sampler
@@ -624,3 +625,52 @@ class TwoTowerRetriever(TwoTowerBase):
         self._fit_item_embeddings()
         self._fit_index()
         return self
+
+    def score(self, X: pd.DataFrame, y=None, sample_weight=None) -> float:
+        """Recall@10 of the interactions in X: the default score of model selection.
+
+        X holds held-out interactions (e.g. the test fold of
+        :class:`~skdssm.model_selection.UserHoldoutSplit`). Each of their users gets the top 10
+        of the whole catalogue with ``exclude_seen=True`` (the items they interacted with in fit
+        are left out, the held-out ones are not), and the score is the mean over those users of
+        hits / min(10, their number of rows in X): exactly
+        ``make_topk_scorer("recall", k=10)(model, X)``. So
+        ``cross_val_score(TwoTowerRetriever(), X, cv=UserHoldoutSplit())`` needs no ``scoring=``;
+        for another metric or k pass ``scoring=make_topk_scorer(...)``.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Interactions with ``user_col`` and ``item_col``.
+        y : array-like of shape (n_interactions,), default=None
+            Ratings, as in :meth:`fit`: only rows whose weight (``y`` through
+            ``rating_transform``, times ``sample_weight``) is positive count as relevant, the
+            rows fit would train on as positives. None: every row is relevant.
+        sample_weight : array-like of shape (n_interactions,), default=None
+            As in :meth:`fit`; it selects the relevant rows and does not otherwise weigh them.
+
+        Returns
+        -------
+        float
+            Recall@10, in [0, 1]; greater is better.
+
+        Examples
+        --------
+        >>> from sklearn.model_selection import cross_val_score
+        >>> from skdssm import TwoTowerRetriever
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm.model_selection import UserHoldoutSplit
+        >>> data = make_interactions(n_users=60, n_items=40, random_state=0)
+        >>> positives = data.frame[data.frame["label"] == 1][["user_id", "item_id"]]
+        >>> model = TwoTowerRetriever(hidden_dims=(16,), max_epochs=2, random_state=0)
+        >>> scores = cross_val_score(model, positives, cv=UserHoldoutSplit(random_state=0))
+        >>> bool(0 <= scores[0] <= 1)
+        True
+        """
+        check_is_fitted(self)
+        X = check_dataframe(X)
+        if y is not None or sample_weight is not None:
+            weights = self._row_weights(X, y, sample_weight)
+            X = X[weights > 0]
+        return make_topk_scorer("recall", k=10, user_col=self.user_col,
+                                item_col=self.item_col)(self, X)

@@ -1,10 +1,13 @@
-"""Splitters for interaction data, usable as ``cv=`` in scikit-learn's model selection tools.
+"""Splitters for interaction data, and searches whose best model recommends.
 
-Each splitter takes the interaction frame ``X`` (one row per (user, item) event) and yields
-``(train_rows, test_rows)`` positional indices. By default the rows of a test fold whose user or
-item never appears in its training fold are dropped (they are in neither fold): a model cannot be
-judged on what it could never have seen, and ``drop_unseen=False`` keeps them for cold-start
-evaluation.
+The splitters are usable as ``cv=`` in scikit-learn's model selection tools. Each splitter
+takes the interaction frame ``X`` (one row per (user, item) event) and yields ``(train_rows,
+test_rows)`` positional indices. By default the rows of a test fold whose user or item never
+appears in its training fold are dropped (they are in neither fold): a model cannot be judged on
+what it could never have seen, and ``drop_unseen=False`` keeps them for cold-start evaluation.
+
+:class:`GridSearchCV` and :class:`RandomizedSearchCV` are scikit-learn's, plus the recommender
+verbs (``predict_topk``, ``kneighbors``, ...) of the refitted ``best_estimator_``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
+from sklearn.model_selection import GridSearchCV as _GridSearchCV
+from sklearn.model_selection import RandomizedSearchCV as _RandomizedSearchCV
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
 
 from ._utils import check_columns, check_dataframe, check_generator
 from .utils._sklearn_compat import Interval, validate_parameter_constraints
@@ -224,3 +231,234 @@ class TemporalSplit(_InteractionSplitter):
             raise ValueError(f"Every row of X is at or after the cutoff {cutoff!r}; the training "
                              f"fold would be empty. Lower test_size or pass a later cutoff.")
         yield self._finish(X, np.flatnonzero(~test_mask), np.flatnonzero(test_mask))
+
+
+# ----------------------------------------------------------------------------- searches
+
+
+def _best_estimator_has(attr: str):
+    """Whether a search can answer ``attr``: only with ``refit=True``, and only when the refitted
+    best estimator (before fit: the searched estimator) has it, as sklearn's searches decide
+    for ``predict`` and ``transform``."""
+
+    def check(self) -> bool:
+        if not self.refit:
+            raise AttributeError(
+                f"This {type(self).__name__} was built with refit=False, so it keeps no "
+                f"best_estimator_ to answer {attr}. Pass refit=True (or the name of the metric "
+                f"to refit on when scoring has several), or refit "
+                f"clone(estimator).set_params(**search.best_params_) yourself."
+            )
+        getattr(self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator,
+                attr)
+        return True
+
+    return check
+
+
+class _RecommenderSearchMixin:
+    """The recommender verbs of ``best_estimator_``, forwarded (shared by both searches)."""
+
+    @available_if(_best_estimator_has("predict_topk"))
+    def predict_topk(self, users, k: int = 10, **params):
+        """``predict_topk`` of the best estimator, refitted on the whole of X.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As the best estimator's ``predict_topk`` takes them (a
+            :class:`~skdssm.pipeline.RecommenderPipeline` prepares a frame of users through
+            its user-side steps).
+        k : int, default=10
+            Number of items per user.
+        **params : dict
+            Other arguments of the best estimator's ``predict_topk`` (``exclude_seen``,
+            ``return_scores``, ...).
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_users, k)
+            And the scores when ``return_scores=True``.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.predict_topk(users, k=k, **params)
+
+    @available_if(_best_estimator_has("kneighbors"))
+    def kneighbors(self, X=None, *args, **params):
+        """``kneighbors`` of the best estimator (queries are users).
+
+        Parameters
+        ----------
+        X : array-like of user ids, DataFrame or None, default=None
+        *args, **params
+            Other arguments of the best estimator's ``kneighbors`` (``n_neighbors``,
+            ``return_distance``, ...).
+
+        Returns
+        -------
+        Whatever the best estimator's ``kneighbors`` returns: ``(distances, indices)`` or
+        the indices alone.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.kneighbors(X, *args, **params)
+
+    @available_if(_best_estimator_has("similar_items"))
+    def similar_items(self, *args, **params):
+        """``similar_items`` of the best estimator, with the same arguments.
+
+        Parameters
+        ----------
+        *args, **params
+            As the best estimator's ``similar_items`` takes them.
+
+        Returns
+        -------
+        Whatever the best estimator's ``similar_items`` returns.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.similar_items(*args, **params)
+
+    @available_if(_best_estimator_has("transform_users"))
+    def transform_users(self, users, **params):
+        """User-tower embeddings from the best estimator.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+        **params : dict
+            Other arguments of the best estimator's ``transform_users`` (``history``).
+
+        Returns
+        -------
+        ndarray of shape (n_users, embedding_size)
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.transform_users(users, **params)
+
+    @available_if(_best_estimator_has("transform_items"))
+    def transform_items(self, items=None):
+        """Item-tower embeddings from the best estimator.
+
+        Parameters
+        ----------
+        items : array-like of item ids, DataFrame or None, default=None
+            None gives the fitted catalogue.
+
+        Returns
+        -------
+        ndarray of shape (n_items, embedding_size)
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.transform_items(items)
+
+    @available_if(_best_estimator_has("export_embeddings"))
+    def export_embeddings(self, path) -> None:
+        """Write the best estimator's user and item embeddings to ``path`` (.npz or .parquet).
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        check_is_fitted(self)
+        self.best_estimator_.export_embeddings(path)
+
+    @available_if(_best_estimator_has("index_items"))
+    def index_items(self, items):
+        """Add or update items in the best estimator's catalogue and index (no retraining).
+
+        Parameters
+        ----------
+        items : DataFrame
+            One row per item: the item id and item feature columns.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        self.best_estimator_.index_items(items)
+        return self
+
+
+class GridSearchCV(_RecommenderSearchMixin, _GridSearchCV):
+    """:class:`sklearn.model_selection.GridSearchCV` whose best model also recommends.
+
+    Parameters, attributes and every method are scikit-learn's. With ``refit=True`` (the
+    default; or a metric name when ``scoring`` has several) it also answers the recommender
+    verbs of ``best_estimator_`` when that estimator has them: :meth:`predict_topk`,
+    :meth:`kneighbors`, :meth:`similar_items`, :meth:`transform_users`,
+    :meth:`transform_items`, :meth:`export_embeddings` and :meth:`index_items`. With
+    ``refit=False`` there is no best estimator, and asking for them raises an AttributeError
+    that says so.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A :class:`~skdssm.pipeline.RecommenderPipeline`, or a skdssm estimator.
+    param_grid, scoring, n_jobs, refit, cv, verbose, pre_dispatch, error_score, \
+return_train_score
+        As in :class:`sklearn.model_selection.GridSearchCV`.
+
+    Attributes
+    ----------
+    best_estimator_, best_params_, best_score_, cv_results_
+        As in :class:`sklearn.model_selection.GridSearchCV`.
+
+    See Also
+    --------
+    RandomizedSearchCV : the same for sampled parameters.
+
+    Examples
+    --------
+    >>> from skdssm import DSSMRecommender
+    >>> from skdssm.datasets import make_interactions
+    >>> from skdssm.model_selection import GridSearchCV
+    >>> data = make_interactions(n_users=40, n_items=30, interactions_per_user=8, random_state=0)
+    >>> X, y = data.frame[["user_id", "item_id", "segment"]], data.frame["label"]
+    >>> model = DSSMRecommender(hidden_dims=(8,), embedding_dim=4, max_epochs=2,
+    ...                         early_stopping=False, random_state=0)
+    >>> search = GridSearchCV(model, {"activation": ["relu", "tanh"]}, cv=2,
+    ...                       scoring="roc_auc").fit(X, y)
+    >>> search.predict_topk([1, 2, 3], k=5).shape
+    (3, 5)
+    """
+
+
+class RandomizedSearchCV(_RecommenderSearchMixin, _RandomizedSearchCV):
+    """:class:`sklearn.model_selection.RandomizedSearchCV` whose best model also recommends.
+
+    Parameters, attributes and every method are scikit-learn's; the recommender verbs of
+    ``best_estimator_`` are forwarded as in :class:`GridSearchCV` (``refit=True`` only).
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A :class:`~skdssm.pipeline.RecommenderPipeline`, or a skdssm estimator.
+    param_distributions, n_iter, scoring, n_jobs, refit, cv, verbose, pre_dispatch, \
+random_state, error_score, return_train_score
+        As in :class:`sklearn.model_selection.RandomizedSearchCV`.
+
+    Attributes
+    ----------
+    best_estimator_, best_params_, best_score_, cv_results_
+        As in :class:`sklearn.model_selection.RandomizedSearchCV`.
+
+    See Also
+    --------
+    GridSearchCV : the same for an explicit grid.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from skdssm import DSSMRecommender
+    >>> from skdssm.datasets import make_interactions
+    >>> from skdssm.model_selection import RandomizedSearchCV
+    >>> data = make_interactions(n_users=40, n_items=30, interactions_per_user=8, random_state=0)
+    >>> X, y = data.frame[["user_id", "item_id", "segment"]], data.frame["label"]
+    >>> model = DSSMRecommender(hidden_dims=(8,), embedding_dim=4, max_epochs=2,
+    ...                         early_stopping=False, random_state=0)
+    >>> search = RandomizedSearchCV(model, {"lr": loguniform(1e-3, 1e-2)}, n_iter=2, cv=2,
+    ...                             scoring="roc_auc", random_state=0).fit(X, y)
+    >>> search.predict_topk([1, 2], k=3).shape
+    (2, 3)
+    """

@@ -11,16 +11,32 @@ columns of that tower; the others are recorded (``item_side_steps_``, ``user_sid
 and skipped for queries of that side. Skipping them is exact: they pass the columns of the
 queried side through untouched, and the final estimator already holds the item catalogue,
 encoded through every step, from ``fit``.
+
+A step that modifies columns of both sides (a ``ColumnTransformer`` scaling ``age`` with
+``remainder="passthrough"``, which reads every column it saw in fit) is applied to a query of
+one side with the other side's columns filled from a row of the fit data; its outputs computed
+from those filled columns are dropped again. This is exact when every column the queried tower
+reads is computed from the query's own columns only, which the trace checks (a scaler works
+column by column; a PCA over user and item columns does not, and raises).
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.pipeline import make_pipeline as _sklearn_make_pipeline
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    PowerTransformer,
+    QuantileTransformer,
+    RobustScaler,
+    StandardScaler,
+)
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -29,6 +45,11 @@ from ._preprocessing._base import FrameTransformer
 __all__ = ["RecommenderPipeline", "make_pipeline"]
 
 _BLOCK = re.compile(r"^(?P<base>.+)\[\d+\]$")
+
+# Transformers whose output column i is computed from input column i alone, so a column of one
+# side keeps its fit-time value whatever the other side's columns hold.
+_COLUMNWISE = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, PowerTransformer,
+               QuantileTransformer)
 
 
 def _final_estimator_has(attr: str):
@@ -61,24 +82,47 @@ def _modified_columns(step, names_in: list, names_out: list) -> set:
     return set(names_out)
 
 
-def _source_columns(needed: set, modified: set, names_in: list) -> set:
-    """Input columns of a step that the ``needed`` output columns are computed from.
+def _is_passthrough(spec) -> bool:
+    return isinstance(spec, str) and spec == "passthrough"
 
-    A modified column comes from the input column of the same name (a scaler) or, for a padded
-    block ``name[i]``, from the input column ``name``. When a source cannot be traced, every input
-    column is assumed to be needed, so that the step and all before it are kept.
+
+def _output_sources(step, names_in: list, names_out: list) -> dict:
+    """The input columns each output column of a fitted step is computed from.
+
+    skdssm's frame transformers pass a column through (itself) or pad it into ``name[i]``
+    (from ``name``); a ColumnTransformer's passthrough and column-wise transformers (scalers)
+    map each output to its own input column, its other transformers each output to all their
+    input columns; any other output depends on every input.
     """
-    inputs = set(names_in)
-    sources = needed - modified
-    for column in needed & modified:
-        block = _BLOCK.match(str(column))
-        if column in inputs:
-            sources.add(column)
-        elif block and block["base"] in inputs:
-            sources.add(block["base"])
-        else:
-            return inputs
-    return sources
+    everything = frozenset(names_in)
+    if isinstance(step, FrameTransformer):
+        sources = {}
+        for column in names_out:
+            block = _BLOCK.match(str(column))
+            if column in everything:
+                sources[column] = {column}
+            elif block and block["base"] in everything:
+                sources[column] = {block["base"]}
+            else:
+                sources[column] = everything
+        return sources
+    if isinstance(step, ColumnTransformer):
+        specs = {name: transformer for name, transformer, _ in step.transformers}
+        specs["remainder"] = step.remainder
+        sources = {}
+        for name, _, columns in step.transformers_:
+            positions = step.output_indices_.get(name, slice(0, 0))
+            outputs = list(np.asarray(names_out, dtype=object)[positions])
+            columns = [names_in[c] if isinstance(c, (int, np.integer)) else c
+                       for c in np.atleast_1d(np.asarray(columns, dtype=object)).tolist()]
+            spec = specs.get(name)
+            if (_is_passthrough(spec) or isinstance(spec, _COLUMNWISE)) and len(outputs) == len(
+                    columns):
+                sources.update({output: {column} for output, column in zip(outputs, columns)})
+            else:
+                sources.update({output: set(columns) for output in outputs})
+        return sources
+    return {column: everything for column in names_out}
 
 
 class RecommenderPipeline(Pipeline):
@@ -128,12 +172,23 @@ class RecommenderPipeline(Pipeline):
 
     Notes
     -----
-    A step that modifies columns of both towers (a ColumnTransformer scaling a user column and
-    an item column) cannot be applied to a users-only frame nor skipped; such a frame then raises
-    a ValueError naming the step. Split it into a user-side and an item-side step.
+    A step that modifies columns of both towers (a ColumnTransformer scaling the user's ``age``
+    and the item's ``year``, or one that scales ``age`` with ``remainder="passthrough"``, which
+    reads every column it saw in fit) is applied to a users-only frame with the item columns it
+    reads filled from a row of the fit data; the outputs computed from them are dropped again,
+    so each user column gets exactly its fit-time transform. This holds for column-by-column
+    transformers (sklearn's scalers, ``"passthrough"``); a transformer whose outputs mix user and
+    item columns (a PCA over both) cannot serve a users-only frame, which then raises a
+    ValueError naming the step. Split it into a user-side and an item-side step.
 
-    :class:`~sklearn.model_selection.GridSearchCV` does not forward arbitrary methods: after a
-    search, call ``search.best_estimator_.predict_topk(...)``.
+    Coming from :class:`sklearn.pipeline.Pipeline`: this class is a drop-in replacement (same
+    constructor, same methods), and so is :func:`make_pipeline` for
+    :func:`sklearn.pipeline.make_pipeline`. A plain sklearn Pipeline around a skdssm estimator
+    fits and predicts labelled pairs, but has no ``predict_topk``, ``kneighbors``,
+    ``transform_users`` or ``transform_items``. Likewise
+    :class:`sklearn.model_selection.GridSearchCV` does not forward those methods: use
+    :class:`skdssm.model_selection.GridSearchCV` (the same class, forwarding them) or call
+    ``search.best_estimator_.predict_topk(...)``.
 
     Examples
     --------
@@ -177,32 +232,84 @@ class RecommenderPipeline(Pipeline):
         self
         """
         super().fit(X, y, **params)
-        self.item_side_steps_ = self._steps_skipped_by("user", X)
-        self.user_side_steps_ = self._steps_skipped_by("item", X)
+        self.item_side_steps_, user_needs = self._trace("user", X)
+        self.user_side_steps_, item_needs = self._trace("item", X)
+        self._query_needs_ = {"user": user_needs, "item": item_needs}
+        self._fill_rows_ = self._step_inputs(X.iloc[:1]) if isinstance(X, pd.DataFrame) else {}
         return self
 
-    def _steps_skipped_by(self, side: str, X) -> list:
-        """Transformers that leave every column the final estimator reads for ``side`` untouched."""
+    def _trace(self, side: str, X) -> tuple[list, dict]:
+        """The transformers that leave every column the final estimator reads for ``side``
+        untouched, and for each other one the columns of its output that ``side`` reads."""
         encoder = getattr(self._final_estimator, "feature_encoder_", None)
         if encoder is None:
-            return []
+            return [], {}
         names_in = list(X.columns) if isinstance(X, pd.DataFrame) else None
         lineage = []
         for _, name, step in self._iter(with_final=False):
             if names_in is None or not hasattr(step, "get_feature_names_out"):
                 # Without column names nothing can be traced: every step is kept for both sides.
-                return []
+                return [], {}
             names_out = list(step.get_feature_names_out(names_in))
-            lineage.append((name, names_in, _modified_columns(step, names_in, names_out)))
+            lineage.append((name, _modified_columns(step, names_in, names_out),
+                            _output_sources(step, names_in, names_out)))
             names_in = names_out
         needed = set(encoder.required_columns(side))
-        skipped = []
-        for name, step_in, modified in reversed(lineage):
+        skipped, needs = [], {}
+        for name, modified, sources in reversed(lineage):
             if needed.isdisjoint(modified):
                 skipped.append(name)
             else:
-                needed = _source_columns(needed, modified, step_in)
-        return skipped[::-1]
+                needs[name] = needed
+                needed = set().union(*(sources.get(column, {column}) for column in needed))
+        return skipped[::-1], needs
+
+    def _step_inputs(self, rows: pd.DataFrame) -> dict:
+        """What each transformer received for ``rows`` of the fit data, by step name."""
+        inputs = {}
+        for _, name, step in self._iter(with_final=False):
+            if not isinstance(rows, pd.DataFrame):
+                break
+            inputs[name] = rows
+            try:
+                rows = step.transform(rows)
+            except (KeyError, TypeError, ValueError):
+                # A step that cannot transform a single row leaves the later steps without a
+                # fill row: frames of one side then need every column those steps read.
+                break
+        return inputs
+
+    def _complete_query(self, name: str, step, query: pd.DataFrame, side: str):
+        """The query with the step's other-side input columns filled from a fit row, and the
+        names of the outputs computed from those filled columns (to drop after the step).
+
+        Raises a ValueError when a column the ``side`` tower reads would be computed from a
+        filled column: its value would then be made up rather than the query's.
+        """
+        names_in = [str(c) for c in getattr(step, "feature_names_in_", [])]
+        missing = [c for c in names_in if c not in query.columns]
+        needs = self._query_needs_.get(side, {}).get(name)
+        if not missing or needs is None or name not in self._fill_rows_:
+            return query, []
+        names_out = [str(c) for c in step.get_feature_names_out()]
+        sources = _output_sources(step, names_in, names_out)
+        everything = set(names_in)
+        tainted = [c for c in names_out if not sources.get(c, everything).isdisjoint(missing)]
+        # A needed column the query lacks and the step merely passes on stays missing (it is
+        # dropped again below): whichever step or estimator reads it says so.
+        wrong = sorted(c for c in set(tainted) & needs if sources.get(c, everything) != {c})
+        if wrong:
+            raise ValueError(
+                f"Step {name!r} of the pipeline computes the {side}-tower column(s) {wrong} from "
+                f"columns the frame of {side}s lacks ({sorted(missing)}), so it cannot transform "
+                f"a frame of {side}s. Split the step so that a {side}-side transformer reads "
+                f"{side} columns only (e.g. one ColumnTransformer entry for the user columns and "
+                f"one for the item columns), or pass an array of {side} ids."
+            )
+        fill = self._fill_rows_[name].iloc[np.zeros(len(query), dtype=np.intp)][missing]
+        extras = [c for c in query.columns if c not in names_in]
+        completed = pd.concat([query, fill.set_axis(query.index)], axis=1)
+        return completed[names_in + extras], tainted
 
     def _transform_query(self, query, side: str):
         """Pass a frame of ``side`` rows through the steps that prepare ``side``; ids pass as is."""
@@ -212,16 +319,18 @@ class RecommenderPipeline(Pipeline):
         for _, name, step in self._iter(with_final=False):
             if name in skipped:
                 continue
+            query, filled_outputs = self._complete_query(name, step, query, side)
             try:
                 query = step.transform(query)
             except (KeyError, ValueError) as exc:
                 raise ValueError(
                     f"Step {name!r} of the pipeline modifies columns the {side} tower reads but "
                     f"could not transform the frame of {side}s: {exc}. The frame must hold every "
-                    f"column this step reads (a ColumnTransformer with remainder='passthrough' "
-                    f"reads all the columns it saw in fit); split the step into a {side}-side "
-                    f"one and one for the other side, or pass an array of {side} ids."
+                    f"column this step reads; split the step into a {side}-side one and one for "
+                    f"the other side, or pass an array of {side} ids."
                 ) from exc
+            if filled_outputs and isinstance(query, pd.DataFrame):
+                query = query.drop(columns=[c for c in filled_outputs if c in query.columns])
         return query
 
     @available_if(_final_estimator_has("predict_topk"))
@@ -387,6 +496,9 @@ class RecommenderPipeline(Pipeline):
 
 def make_pipeline(*steps, memory=None, transform_input=None, verbose=False) -> RecommenderPipeline:
     """Build a :class:`RecommenderPipeline`, naming each step after its lower-cased class.
+
+    A drop-in replacement for :func:`sklearn.pipeline.make_pipeline` (same arguments, same
+    step names) whose result also has the recommender verbs of its final step.
 
     Parameters
     ----------

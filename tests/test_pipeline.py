@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import loguniform, randint, uniform
 from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
@@ -107,8 +108,8 @@ def test_user_side_step_is_applied_to_users_frames(geo):
     assert not np.allclose(pipe.transform_users(frame), pipe.transform_users(changed))
 
 
-def test_step_modifying_both_towers_names_itself_on_users_frames(geo):
-    X, y, users, _, geo_columns = geo
+def test_step_scaling_both_towers_serves_users_frames(geo):
+    X, y, users, items, geo_columns = geo
     X = X.assign(activity=X["archetype"] * 1.5)
     both = ColumnTransformer([("scale", StandardScaler(), ["activity", *geo_columns])],
                              remainder="passthrough",
@@ -119,7 +120,26 @@ def test_step_modifying_both_towers_names_itself_on_users_frames(geo):
         ("model", DSSMRecommender(**FAST)),
     ]).fit(X, y)
     assert pipe.item_side_steps_ == ["padder"]
-    with pytest.raises(ValueError, match="Step 'both' .* user tower"):
+    frame = users.head(3).assign(activity=[0.0, 1.5, 3.0])
+    scaler = pipe.named_steps["both"].named_transformers_["scale"]
+    scaled = frame.assign(activity=(frame["activity"] - scaler.mean_[0]) / scaler.scale_[0])
+    np.testing.assert_allclose(pipe.transform_users(frame),
+                               pipe.named_steps["model"].transform_users(scaled), atol=1e-6)
+
+
+def test_step_mixing_both_towers_names_itself_on_users_frames(geo):
+    X, y, users, _, geo_columns = geo
+    X = X.assign(activity=X["archetype"] * 1.5)
+    # A PCA's outputs mix the user and the item columns: no users-only frame can give them.
+    mixed = ColumnTransformer([("pca", PCA(n_components=2), ["activity", *geo_columns])],
+                              remainder="passthrough",
+                              verbose_feature_names_out=False).set_output(transform="pandas")
+    pipe = RecommenderPipeline([
+        ("padder", MultiHotPadder(columns=["genres"], max_len=3)),
+        ("mixed", mixed),
+        ("model", DSSMRecommender(**FAST, user_features=["archetype", "pca0", "pca1"])),
+    ]).fit(X, y)
+    with pytest.raises(ValueError, match="Step 'mixed' .* user-tower column.*pca0"):
         pipe.predict_topk(users.head(2).assign(activity=1.0), k=3)
     assert pipe.predict_topk(users["user_id"].head(2), k=3).shape == (2, 3)
 
@@ -222,6 +242,114 @@ def test_make_pipeline_names_steps_and_returns_a_recommender_pipeline():
     pipe = make_pipeline(MultiHotPadder(columns=["genres"]), DSSMRecommender())
     assert isinstance(pipe, RecommenderPipeline)
     assert list(pipe.named_steps) == ["multihotpadder", "dssmrecommender"]
+
+
+# ------------------------------------------------ scaled numeric features (MovieLens-like columns)
+
+
+@pytest.fixture(scope="module")
+def movielens_like():
+    """Rating rows with MovieLens-100K's kinds of columns: a numeric user ``age``, categorical
+    ``gender``/``occupation``, list-valued item ``genres`` and a numeric item ``year``."""
+    rng = np.random.default_rng(0)
+    users = pd.DataFrame({"user_id": np.arange(1, 41), "gender": rng.choice(["M", "F"], 40),
+                          "age": rng.integers(15, 70, 40),
+                          "occupation": rng.choice(["artist", "student", "writer"], 40)})
+    items = pd.DataFrame({"item_id": np.arange(1, 51),
+                          "year": rng.integers(1950, 1999, 50).astype(float),
+                          "genres": [list(rng.choice(GENRES, rng.integers(1, 4), replace=False))
+                                     for _ in range(50)]})
+    rows = pd.DataFrame({"user_id": rng.integers(1, 41, 900),
+                         "item_id": rng.integers(1, 51, 900)}).drop_duplicates()
+    X = rows.merge(users, on="user_id").merge(items, on="item_id")
+    y = ((X["age"] < 40) == (X["year"] > 1975)).astype(int).to_numpy()
+    return X, y, users, items
+
+
+SCALINGS = {
+    "user": [("scale", [("age", ["age"])])],
+    "item": [("scale", [("year", ["year"])])],
+    "both, one step with two entries": [("scale", [("age", ["age"]), ("year", ["year"])])],
+    "both, one scaler over both": [("scale", [("numeric", ["age", "year"])])],
+    "both, two steps": [("scale_users", [("age", ["age"])]),
+                        ("scale_items", [("year", ["year"])])],
+}
+
+
+def scaled_pipeline(scaling):
+    steps = [("padder", MultiHotPadder(columns=["genres"], max_len=3))]
+    for step, entries in SCALINGS[scaling]:
+        transformer = ColumnTransformer(
+            [(name, StandardScaler(), columns) for name, columns in entries],
+            remainder="passthrough", verbose_feature_names_out=False)
+        steps.append((step, transformer.set_output(transform="pandas")))
+    return RecommenderPipeline([*steps, ("model", DSSMRecommender(**FAST))])
+
+
+def scale_by_hand(pipe, frame):
+    """``frame`` with its numeric columns scaled by the fitted scalers' own mean and scale."""
+    out = frame.copy()
+    for step, entries in SCALINGS[pipe.scaling]:
+        for name, columns in entries:
+            scaler = pipe.named_steps[step].named_transformers_[name]
+            for position, column in enumerate(columns):
+                if column in out:
+                    out[column] = (out[column] - scaler.mean_[position]) / scaler.scale_[position]
+    return out
+
+
+@pytest.fixture(scope="module", params=list(SCALINGS))
+def scaled(request, movielens_like):
+    X, y, _, _ = movielens_like
+    pipe = scaled_pipeline(request.param).fit(X, y)
+    pipe.scaling = request.param
+    return pipe
+
+
+def test_scaled_pipeline_predicts_labelled_pairs(scaled, movielens_like):
+    X, y, _, _ = movielens_like
+    proba = scaled.predict_proba(X.head(20))
+    assert proba.shape == (20, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_scaled_pipeline_serves_users_frames_with_their_scaled_features(scaled, movielens_like):
+    _, _, users, _ = movielens_like
+    frame = users.head(5)
+    model = scaled.named_steps["model"]
+    # The embedding of each user is the one of their fit-time (scaled) features...
+    np.testing.assert_allclose(scaled.transform_users(frame),
+                               model.transform_users(scale_by_hand(scaled, frame)), atol=1e-6)
+    np.testing.assert_allclose(scaled.transform_users(frame),
+                               model.transform_users(frame["user_id"]), atol=1e-6)
+    np.testing.assert_array_equal(scaled.predict_topk(frame, k=5),
+                                  model.predict_topk(frame["user_id"].to_numpy(), k=5))
+    # ...and a new age is scaled, not passed through raw.
+    older = frame.assign(age=frame["age"] + 30)
+    np.testing.assert_allclose(scaled.transform_users(older),
+                               model.transform_users(scale_by_hand(scaled, older)), atol=1e-6)
+
+
+def test_scaled_pipeline_serves_items_frames_with_their_scaled_features(scaled, movielens_like):
+    _, _, _, items = movielens_like
+    frame = items.head(6)
+    model = scaled.named_steps["model"]
+    padded = scaled.named_steps["padder"].transform(frame)
+    np.testing.assert_allclose(scaled.transform_items(frame),
+                               model.transform_items(scale_by_hand(scaled, padded)), atol=1e-6)
+    np.testing.assert_allclose(scaled.transform_items(frame),
+                               model.transform_items(frame["item_id"]), atol=1e-6)
+
+
+def test_scaled_pipeline_traces_the_side_of_each_scaler(movielens_like):
+    X, y, _, _ = movielens_like
+    user_side = scaled_pipeline("user").fit(X, y)
+    assert (user_side.item_side_steps_, user_side.user_side_steps_) == (["padder"], ["scale"])
+    item_side = scaled_pipeline("item").fit(X, y)
+    assert (item_side.item_side_steps_, item_side.user_side_steps_) == (["padder", "scale"], [])
+    two_steps = scaled_pipeline("both, two steps").fit(X, y)
+    assert two_steps.item_side_steps_ == ["padder", "scale_items"]
+    assert two_steps.user_side_steps_ == ["scale_users"]
 
 
 # ----------------------------------------------------------------------------- model selection

@@ -630,3 +630,31 @@ def test_sampler_and_index_objects_round_trip_and_grid_search(data):
     # The string forms still work and mean the objects' defaults.
     assert TwoTowerRetriever(negative_sampler="popularity", loss="infonce", random_state=0,
                              **dict(FAST, max_epochs=1)).fit(train).sampler_.alpha == 0.75
+
+
+def test_score_is_recall_at_10_of_the_given_rows(data):
+    from skdssm.metrics import make_topk_scorer
+
+    train, test = data
+    model = TwoTowerRetriever(**{**FAST, "max_epochs": 3}, random_state=0).fit(train)
+    score = model.score(test)
+    assert score == make_topk_scorer("recall", k=10)(model, test)
+    assert score == pytest.approx(recall(model, test))
+    assert score > popularity_recall(train, test)
+    # Ratings select the relevant rows as fit does (weight > 0); sample weights multiply them.
+    ratings = np.where(np.arange(len(test)) % 3 == 0, 0.0, 4.0)
+    relevant = test[ratings > 0]
+    assert model.score(test, ratings) == make_topk_scorer("recall", k=10)(model, relevant)
+    assert model.score(test, sample_weight=ratings) == model.score(test, ratings)
+
+
+def test_cross_val_score_needs_no_scoring(data):
+    from sklearn.model_selection import cross_val_score
+
+    train, _ = data
+    cv = UserHoldoutSplit(n_splits=2, random_state=0)
+    model = TwoTowerRetriever(**{**FAST, "max_epochs": 2}, random_state=0)
+    scores = cross_val_score(model, train, cv=cv)
+    expected = [clone(model).fit(train.iloc[fit_rows]).score(train.iloc[test_rows])
+                for fit_rows, test_rows in cv.split(train)]
+    np.testing.assert_allclose(scores, expected)
