@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
+from ._distributed import init_process_group, local_rank, rank_seed
 from ._features import OOV, FeatureEncoder
 from ._skorch import BatchLoader, InteractionDataset, TwoTowerNet
 from ._utils import check_columns, check_dataframe, derive_seed
@@ -91,6 +92,7 @@ class TwoTowerBase(BaseEstimator):
         "id_dropout": [Interval(Real, 0, 1, closed="left")],
         "mixed_precision": [StrOptions({"bf16", "fp16"}), None],
         "gradient_checkpointing": ["boolean"],
+        "distributed": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
         "index": [StrOptions({"auto", "hnsw", "exact"}), HasMethods(["fit", "query"])],
         "random_state": ["random_state"],
@@ -109,6 +111,8 @@ class TwoTowerBase(BaseEstimator):
         self._validate_params()
         self._check_tower_params()
         self._check_precision()
+        if self.distributed:
+            init_process_group(self._device())
         return check_dataframe(X, ensure_non_empty=True)
 
     def _check_tower_params(self) -> None:
@@ -128,9 +132,14 @@ class TwoTowerBase(BaseEstimator):
             )
 
     def _device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return str(self.device)
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if self.distributed and device.type == "cuda" and device.index is None:
+            # One GPU per process: the launcher's LOCAL_RANK picks it.
+            return f"cuda:{local_rank()}"
+        return str(device)
 
     def _check_precision(self) -> None:
         if self.mixed_precision == "fp16" and not self._device().startswith("cuda"):
@@ -287,6 +296,10 @@ class TwoTowerBase(BaseEstimator):
     def _make_net(self, criterion, callbacks: list, seed: int, train_split,
                   transform=None) -> TwoTowerNet:
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
+        shards = {}
+        if self.distributed:
+            shards = {"iterator_train__rank": torch.distributed.get_rank(),
+                      "iterator_train__world_size": torch.distributed.get_world_size()}
         return TwoTowerNet(
             module=TwoTowerModule,
             criterion=criterion,
@@ -305,15 +318,20 @@ class TwoTowerBase(BaseEstimator):
             device=self._device(),
             verbose=self.verbose,
             mixed_precision=self.mixed_precision,
+            distributed=self.distributed,
+            **shards,
             **{f"module__{k}": v for k, v in self._module_params().items()},
             **self._optimizer_params(),
         )
 
     def _train(self, net: TwoTowerNet, arrays: dict, y, seed: int) -> None:
         """Fit the skorch net with every source of randomness seeded, leaving global RNGs alone."""
-        devices = [torch.cuda.current_device()] if net.device.startswith("cuda") else []
+        device = torch.device(net.device)
+        devices = []
+        if device.type == "cuda":
+            devices = [torch.cuda.current_device() if device.index is None else device.index]
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            torch.manual_seed(rank_seed(seed) if self.distributed else seed)
             net.fit(arrays, y)
         self.net_ = net
         self.history_ = net.history
