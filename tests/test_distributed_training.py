@@ -22,9 +22,9 @@ from conftest import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "tests" / "distributed_fit_script.py"
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-# Test Recall@10 of the script's one-process retriever over random_state 0..5: mean 0.30,
+# Test Recall@10 of the script's one-process retriever over random_state 0..5: mean 0.318,
 # standard deviation SEED_STD (measured with the script's settings).
-SEED_STD = 0.01
+SEED_STD = 0.011
 
 needs_gloo = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
