@@ -49,8 +49,11 @@ def init_process_group(device: str) -> tuple[int, int]:
     ``torch.distributed.destroy_process_group``)."""
     check_environment()
     if not dist.is_initialized():
-        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        device = torch.device(device)
+        if device.type == "cuda":
+            # NCCL's collectives run on the current device: make it this process's GPU.
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -42,6 +42,15 @@ def test_distributed_without_launcher_names_the_missing_variables(estimator, mon
         model.fit(X, y)
 
 
+def test_each_process_trains_on_the_gpu_its_local_rank_names(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert TwoTowerRetriever(distributed=True, device="cuda")._device() == "cuda:1"
+    # A device the user numbered, and a fit without distributed, are left as given.
+    assert TwoTowerRetriever(distributed=True, device="cuda:0")._device() == "cuda:0"
+    assert TwoTowerRetriever(device="cuda")._device() == "cuda"
+    assert DSSMRecommender(distributed=True, device="cpu")._device() == "cpu"
+
+
 def _batches(world_size, rank, n_rows=23, batch_size=8):
     dataset = InteractionDataset({"row": np.arange(n_rows)})
     loader = BatchLoader(dataset, batch_size=batch_size, shuffle=True, seed=3, rank=rank,
