@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 
+from ._distributed import init_process_group, local_rank, rank_seed
 from ._features import OOV, FeatureEncoder
 from ._onnx import (
     TOWER_FILES,
@@ -119,6 +120,7 @@ class TwoTowerBase(BaseEstimator):
         "id_dropout": [Interval(Real, 0, 1, closed="left")],
         "mixed_precision": [StrOptions({"bf16", "fp16"}), None],
         "gradient_checkpointing": ["boolean"],
+        "distributed": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
         "index": [StrOptions({"auto", "hnsw", "exact"}), HasMethods(["fit", "query"])],
         "random_state": ["random_state"],
@@ -162,6 +164,8 @@ class TwoTowerBase(BaseEstimator):
         self._check_tower_params()
         self._check_device()
         self._check_precision()
+        if self.distributed:
+            init_process_group(self._device())
         X = self._check_X(X, reset=True)
         self._check_id_values(X)
         return X
@@ -229,9 +233,14 @@ class TwoTowerBase(BaseEstimator):
             )
 
     def _device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return str(self.device)
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if self.distributed and device.type == "cuda" and device.index is None:
+            # One GPU per process: the launcher's LOCAL_RANK picks it.
+            return f"cuda:{local_rank()}"
+        return str(device)
 
     def _check_device(self) -> None:
         if self._device().startswith("cuda") and not torch.cuda.is_available():
@@ -407,6 +416,10 @@ class TwoTowerBase(BaseEstimator):
     def _make_net(self, criterion, callbacks: list, seed: int, train_split,
                   transform=None) -> TwoTowerNet:
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
+        shards = {}
+        if self.distributed:
+            shards = {"iterator_train__rank": torch.distributed.get_rank(),
+                      "iterator_train__world_size": torch.distributed.get_world_size()}
         return TwoTowerNet(
             module=TwoTowerModule,
             criterion=criterion,
@@ -425,6 +438,8 @@ class TwoTowerBase(BaseEstimator):
             device=self._device(),
             verbose=self.verbose,
             mixed_precision=self.mixed_precision,
+            distributed=self.distributed,
+            **shards,
             **{f"module__{k}": v for k, v in self._module_params().items()},
             **self._optimizer_params(),
         )
@@ -439,9 +454,14 @@ class TwoTowerBase(BaseEstimator):
         (:func:`~skdssm.nn.training_generator`), the batch order from the batch loader's. The
         module is left in evaluation mode, ready to serve.
         """
-        devices = [torch.cuda.current_device()] if net.device.startswith("cuda") else []
+        device = torch.device(net.device)
+        devices = []
+        if device.type == "cuda":
+            devices = [torch.cuda.current_device() if device.index is None else device.index]
         with _DEFAULT_GENERATOR_LOCK, torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            # Each rank draws its own masks and negatives; the data-parallel wrapper gives every
+            # rank rank 0's initial weights.
+            torch.manual_seed(rank_seed(seed) if self.distributed else seed)
             net.initialize()
             # The masks' stream continues the weights' one (seeding it with ``seed`` as well
             # would draw the first masks from the very numbers that drew the first weights).

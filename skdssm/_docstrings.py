@@ -100,6 +100,21 @@ SHARED_PARAMETERS = {
         scaler)."""),
     "gradient_checkpointing": ("bool", """
         Recompute tower activations in the backward pass (less memory, more compute)."""),
+    "distributed": ("bool", """
+        Data-parallel training under a ``torch.distributed`` launcher (``torchrun
+        --nproc_per_node=N script.py``), off by default because one process is what most fits
+        need. Every process calls ``fit`` on the whole frame, so vocabularies, histories, the
+        sampler's frequency tables and the validation split are built identically on every
+        rank; then each global batch of ``batch_size`` rows is split over the ranks, each rank
+        runs its share through the towers and ``DistributedDataParallel`` averages the
+        gradients (gloo on CPU, NCCL on CUDA with one GPU per process, chosen by
+        ``LOCAL_RANK``). Every rank ends with the same weights and answers ``predict_topk``
+        identically; early stopping scores the whole validation split on every rank, so all
+        stop at the same epoch. In-batch and sampled softmax candidates are the rank's own
+        rows and draws (``batch_size / N`` in-batch candidates per softmax with N ranks), and
+        the logQ correction is computed for what each rank's softmax sees. ``fit`` raises a
+        ValueError when the launcher's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
+        are absent and no process group exists (docs/scaling.md)."""),
     "verbose": ("int", """
         ``>= 1`` shows a progress bar and the per-epoch table."""),
     "device": ('{"cpu", "cuda", "auto"} or torch.device', """

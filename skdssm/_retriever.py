@@ -15,6 +15,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ._base import TwoTowerBase, embed
+from ._distributed import rank_seed
 from ._docstrings import fill_shared_parameters
 from ._features import (
     CANDIDATE_LOG_Q,
@@ -317,8 +318,8 @@ class TwoTowerRetriever(TwoTowerBase):
                  max_epochs=25, batch_size=512, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                  early_stopping=False, validation_fraction=0.05, n_iter_no_change=10,
                  refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
-                 mixed_precision=None, gradient_checkpointing=False, verbose=0, device="cpu",
-                 index="auto", random_state=None):
+                 mixed_precision=None, gradient_checkpointing=False, distributed=False, verbose=0,
+                 device="cpu", index="auto", random_state=None):
         self._store_params(locals())
 
     # ------------------------------------------------------------ targets
@@ -598,6 +599,9 @@ class TwoTowerRetriever(TwoTowerBase):
             arrays[SAMPLE_WEIGHT] = np.abs(weights).astype(np.float32)
         self.sampler_ = self._make_sampler(seed).fit(
             user_pos[fit_rows], item_pos[fit_rows], n_items=n_items, n_users=n_users)
+        if self.distributed:
+            # Same frequency tables on every rank, but each rank draws its own negatives.
+            self.sampler_.generator_ = check_generator(rank_seed(seed))
         transform = Compose([self._user_inputs(train_histories, getattr(self, "profiles_", None)),
                              DrawCandidates(
             self.sampler_, self.item_inputs_, shared_columns=self.loss == "softmax",

@@ -16,8 +16,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, to_tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from ._distributed import mean_over_ranks
 from ._features import (
     CANDIDATE_LOG_Q,
     CANDIDATE_POSITION,
@@ -71,28 +73,46 @@ class BatchLoader:
     ``iterator_train__shuffle`` etc.). ``transform(batch) -> batch`` adds what a batch needs beyond
     its rows (the users' histories, sampled negatives); it runs on the CPU, before skorch moves
     the batch to the device.
+
+    ``world_size > 1`` (data-parallel training): every rank shuffles with the same seed, so all
+    ranks walk through the same global batches of ``batch_size`` rows, and each yields its
+    ``rank``-th share of every global batch (``torch.tensor_split``; shares differ by at most one
+    row). Every rank thus takes the same number of steps; a last global batch with fewer rows than
+    ranks is dropped, so no rank gets an empty one.
     """
 
     def __init__(self, dataset: InteractionDataset, batch_size: int = 256, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False, transform=None):
+                 seed: int | None = None, drop_last: bool = False, transform=None,
+                 rank: int = 0, world_size: int = 1):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.transform = transform
+        self.rank = rank
+        self.world_size = world_size
         self.generator = torch.Generator()
         self.generator.manual_seed(0 if seed is None else seed)
 
-    def __len__(self) -> int:
+    def _stop(self) -> int:
+        """End of the last row position iterated (the tail a rank could not share is left out)."""
         n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        tail = n % self.batch_size
+        if self.drop_last or (tail and tail < self.world_size):
+            return n - tail
+        return n
+
+    def __len__(self) -> int:
+        return -(-self._stop() // self.batch_size)
 
     def __iter__(self):
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        stop = n - n % self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
-            batch, target = self.dataset[order[start:start + self.batch_size]]
+        for start in range(0, self._stop(), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            if self.world_size > 1:
+                rows = torch.tensor_split(rows, self.world_size)[self.rank]
+            batch, target = self.dataset[rows]
             yield (batch if self.transform is None else self.transform(batch)), target
 
 
@@ -143,11 +163,21 @@ class TwoTowerNet(NeuralNet):
     ``mixed_precision`` ("bf16" or "fp16") runs the forward pass and the loss under
     ``torch.autocast``; "fp16" also scales the loss with a ``GradScaler`` (CUDA only), so small
     gradients do not underflow.
+
+    ``distributed`` (a process group exists and the training iterator yields this rank's share
+    of each global batch): the training steps run the module through
+    ``DistributedDataParallel``, whose constructor gives every rank rank 0's weights and whose
+    backward pass averages the gradients over the ranks, so every rank takes the same optimizer
+    step. ``module_`` stays the plain module: validation, callbacks and the estimator's
+    embeddings use it on every rank with no collective call, and the fitted net pickles. The
+    recorded training loss is the mean over ranks, so callbacks that watch it (a plateau
+    schedule) decide the same on every rank.
     """
 
-    def __init__(self, *args, mixed_precision=None, **kwargs):
+    def __init__(self, *args, mixed_precision=None, distributed=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.mixed_precision = mixed_precision
+        self.distributed = distributed
 
     def initialize(self):
         super().initialize()
@@ -166,9 +196,29 @@ class TwoTowerNet(NeuralNet):
             return X
         return InteractionDataset(X, y)
 
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        wrapper = None
+        if self.distributed:
+            device = torch.device(self.device)
+            wrapper = DistributedDataParallel(
+                self.module_, device_ids=[device] if device.type == "cuda" else None)
+        # Set past skorch's __setattr__, which would register the wrapper as a second module
+        # and count the parameters it shares with module_ twice.
+        object.__setattr__(self, "_data_parallel", wrapper)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        # The wrapper holds the process group; the fitted net keeps the plain module only.
+        object.__setattr__(self, "_data_parallel", None)
+
     def infer(self, x, **fit_params):
         with self._autocast():
-            return super().infer(x, **fit_params)
+            wrapper = getattr(self, "_data_parallel", None)
+            if wrapper is None or not self.module_.training:
+                return super().infer(x, **fit_params)
+            return wrapper(**self._merge_x_and_fit_params(to_tensor(x, device=self.device),
+                                                          fit_params))
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         with self._autocast():
@@ -208,7 +258,10 @@ class TwoTowerNet(NeuralNet):
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            self.history.record_batch(prefix + "_loss", step["loss"].item())
+            loss = step["loss"]
+            if training and self.distributed:
+                loss = mean_over_ranks(loss)
+            self.history.record_batch(prefix + "_loss", loss.item())
             self.history.record_batch(prefix + "_batch_size", len(batch[1]))
             self.notify("on_batch_end", batch=batch, training=training, **step)
             batch_count += 1
