@@ -113,7 +113,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         also needs liked versus everything else, which this term supplies, sharing the towers.
         ``0`` trains on the labelled pairs only (the model of earlier versions): its
         ``predict_proba`` is as good, but its top-k favours items with few, high ratings and
-        ranks worse than popularity (benchmarks/RESULTS.md section 8).
+        ranks worse than popularity (benchmarks/RESULTS.md section 13).
     id_biases : bool, default=True
         Add a learned bias per user id and per item id to a pair's logit, as matrix factorisation
         with biases does: they absorb how generous a user is and how well liked an item is, which

@@ -126,12 +126,13 @@ def test_pickle_records_the_versions_and_loading_under_others_warns(data, monkey
 
 def test_sample_weights_equal_repeated_rows_with_the_same_ids(data):
     """Weighted mean loss: with the same vocabularies, full batches and no dropout, a weight of
-    2 trains the model that repeating the row trains."""
+    2 trains the model that repeating the row trains. (The labelled-pair loss only: in the
+    ranking term a repeated row is also one more candidate column for every other row.)"""
     X, y = data
     X, y = X.iloc[:300], y[:300]
     weight = np.where(np.arange(300) % 3 == 0, 2.0, 1.0)
     repeated = np.repeat(np.arange(300), weight.astype(int))
-    params = dict(FAST, batch_size=1000, dropout=0.0, max_epochs=3)
+    params = dict(FAST, batch_size=1000, dropout=0.0, max_epochs=3, ranking_weight=0.0)
     weighted = DSSMRecommender(random_state=0, **params).fit(X, y, sample_weight=weight)
     copies = DSSMRecommender(random_state=0, **params).fit(X.iloc[repeated], y[repeated])
     np.testing.assert_allclose(weighted.predict_proba(X), copies.predict_proba(X), rtol=1e-4,
