@@ -1,6 +1,6 @@
 """
-Design 4 without Yelp: a content-only two-tower model over OSM-like geo features
-================================================================================
+A content-only two-tower model over OSM-like geo features
+=========================================================
 
 Restaurants are described by heavy-tailed counts, lengths and areas of POIs, roads, buildings...
 within 100/200/500 m (``make_geo_interactions``). The pipeline scales them with sklearn's own

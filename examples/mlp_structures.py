@@ -2,7 +2,7 @@
 Which tower MLP works best on MovieLens-100K?
 =============================================
 
-Four structures compared by GridSearchCV. Design 2 of the project: a ``MultiHotPadder`` on the
+Four structures compared by GridSearchCV. A ``MultiHotPadder`` on the
 genres feeds a ``DSSMRecommender`` in a ``RecommenderPipeline``; ``GridSearchCV`` scores four MLP
 structures on the protocol's fixed validation split (``PredefinedSplit``), then each structure,
 trained on the training rows, is evaluated on the test rows. Everything not listed below stays at
