@@ -380,7 +380,7 @@ def geo():
 @pytest.mark.parametrize("loss, sampler", [("softmax", "in_batch"), ("infonce", "popularity"),
                                            ("bpr", "uniform"), ("bce", "mixed")])
 def test_geo_profile_towers_recover_the_planted_preference(geo, loss, sampler):
-    """Design 4: scaled geo features -> profile user tower, content-only item tower, centered
+    """Scaled geo features -> profile user tower, content-only item tower, centered
     ratings; the learned scores must agree with the planted user x item affinity."""
     from scipy.stats import spearmanr
     from sklearn.compose import ColumnTransformer
