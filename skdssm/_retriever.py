@@ -672,7 +672,7 @@ class TwoTowerRetriever(TwoTowerBase):
         True
         """
         check_is_fitted(self)
-        X = check_dataframe(X)
+        X = self._check_X(X)
         if y is not None or sample_weight is not None:
             weights = self._row_weights(X, y, sample_weight)
             X = X[weights > 0]

@@ -453,6 +453,7 @@ def test_ensemble_members_each_learn_from_their_own_loss(loss, sampler, symmetri
     batch = draw()
     total = criterion()(ensemble(**batch), target, batch, ensemble)
     total.backward()
+    member_losses = []
     for m in range(3):
         member = TwoTowerModule(*schemas, hidden_dims=(6,), embedding_dim=4)
         member.user_tower = ensemble.user_tower.members[m]
@@ -463,8 +464,8 @@ def test_ensemble_members_each_learn_from_their_own_loss(loss, sampler, symmetri
         expected = torch.autograd.grad(own, parameters)
         for parameter, gradient in zip(parameters, expected):
             torch.testing.assert_close(parameter.grad, gradient / 3)
-        member_losses = own.item() if m == 0 else member_losses + own.item()
-    assert total.item() == pytest.approx(member_losses / 3, rel=1e-5)
+        member_losses.append(own.item())
+    assert total.item() == pytest.approx(sum(member_losses) / 3, rel=1e-5)
 
 
 def test_ensemble_retriever_learns_and_serves_unit_embeddings(data):
