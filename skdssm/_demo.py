@@ -94,7 +94,9 @@ def main(argv=None) -> None:
               f"(--max-epochs {DSSMRecommender().max_epochs} for the default budget)"
               if args.max_epochs == DEMO_EPOCHS else f"a {args.max_epochs}-epoch budget")
     print(f"\nDSSMRecommender(max_epochs={args.max_epochs}, random_state={args.random_state}): "
-          f"the library defaults (loss={model.loss!r}, batch_size={model.batch_size}, early "
+          f"the library defaults (loss={model.loss!r} plus a ranking term with "
+          f"ranking_weight={model.ranking_weight}, id_biases={model.id_biases}, "
+          f"batch_size={model.batch_size}, early "
           f"stopping on a 10% validation split) with {budget}.\n")
     start = time.perf_counter()
     model.fit(X_train, y_train)
