@@ -2,7 +2,8 @@
 
 :class:`RecommenderPipeline` adds ``predict_topk``, ``kneighbors``, ``similar_items``,
 ``transform_users``, ``transform_items``, ``index_items``, ``remove_items``,
-``export_embeddings``, ``encode_users``, ``encode_items`` and ``export_onnx`` to :class:`sklearn.pipeline.Pipeline` when its final step has them.
+``export_embeddings``, ``encode_users``, ``encode_items`` and ``export_onnx`` to
+:class:`sklearn.pipeline.Pipeline` when its final step has them.
 
 Queries of one side (a frame of users, a frame of items) lack the other side's columns, so
 the steps that only prepare the other side cannot run on them. At ``fit`` the pipeline traces,
