@@ -1,8 +1,9 @@
 """A scikit-learn Pipeline that forwards the recommender verbs through its transformers.
 
 :class:`RecommenderPipeline` adds ``predict_topk``, ``kneighbors``, ``similar_items``,
-``transform_users``, ``transform_items``, ``index_items``, ``remove_items`` and
-``export_embeddings`` to :class:`sklearn.pipeline.Pipeline` when its final step has them.
+``transform_users``, ``transform_items``, ``index_items``, ``remove_items``,
+``export_embeddings``, ``encode_users``, ``encode_items`` and ``export_onnx`` to
+:class:`sklearn.pipeline.Pipeline` when its final step has them.
 
 Queries of one side (a frame of users, a frame of items) lack the other side's columns, so
 the steps that only prepare the other side cannot run on them. At ``fit`` the pipeline traces,
@@ -133,7 +134,8 @@ class RecommenderPipeline(Pipeline):
     :class:`~sklearn.model_selection.GridSearchCV`). On top of it, the recommender verbs of the
     final step are available when that step has them: :meth:`predict_topk`, :meth:`kneighbors`,
     :meth:`similar_items`, :meth:`transform_users`, :meth:`transform_items`,
-    :meth:`index_items`, :meth:`remove_items` and :meth:`export_embeddings`.
+    :meth:`index_items`, :meth:`remove_items`, :meth:`export_embeddings`,
+    :meth:`encode_users`, :meth:`encode_items` and :meth:`export_onnx`.
 
     Their queries pass through the transformers, with one rule: a query of one side skips the
     steps that only prepare the other side. A frame of users (the user id and user feature
@@ -492,6 +494,114 @@ class RecommenderPipeline(Pipeline):
         """
         check_is_fitted(self)
         self._final_estimator.export_embeddings(path)
+
+
+    @available_if(_final_estimator_has("encode_users"))
+    def encode_users(self, users, history=None) -> dict:
+        """The user tower's inputs for ``users``, after the steps that prepare user columns.
+
+        A frame of users passes through the steps that modify user-tower columns, exactly as in
+        :meth:`transform_users`; then the final step's ``encode_users`` turns it into the
+        arrays the user tower (and the exported ``user_tower.onnx``, :meth:`export_onnx`)
+        consumes. This is how a Python service feeds the ONNX graph raw user rows.
+
+        Parameters
+        ----------
+        users : array-like of user ids, or DataFrame
+            As in :meth:`predict_topk`: ids go straight to the final step, a frame of users
+            (raw columns as they enter the pipeline, no item column) through the user-side steps.
+        history : DataFrame, default=None
+            The users' interactions, passed to the final step as is (see
+            :meth:`TwoTowerRetriever.encode_users`).
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            Keyed ``"user:<feature>"``, as the final step's ``encode_users`` returns them.
+
+        Examples
+        --------
+        >>> from skdssm import DSSMRecommender
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm.pipeline import RecommenderPipeline
+        >>> from skdssm.preprocessing import MultiHotPadder
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=5,
+        ...                          random_state=0)
+        >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+        >>> pipe = RecommenderPipeline([
+        ...     ("padder", MultiHotPadder(columns=["tags"], max_len=3)),
+        ...     ("model", DSSMRecommender(hidden_dims=(16,), max_epochs=1, random_state=0)),
+        ... ]).fit(X, y)
+        >>> users = data.users[["user_id", "segment", "age_group", "activity"]].head(2)
+        >>> {key: value.shape for key, value in pipe.encode_users(users).items()}
+        {'user:user_id': (2,), 'user:segment': (2,), 'user:age_group': (2,), 'user:dense': (2, 1)}
+        """
+        check_is_fitted(self)
+        params = {} if history is None else {"history": history}
+        return self._final_estimator.encode_users(self._transform_query(users, "user"), **params)
+
+    @available_if(_final_estimator_has("encode_items"))
+    def encode_items(self, items) -> dict:
+        """The item tower's inputs for ``items``, after the steps that prepare item columns.
+
+        A frame of items passes through the steps that modify item-tower columns, exactly as in
+        :meth:`transform_items` (raw ``"A|B"`` genres are padded by a padder step, a numeric
+        column scaled by a ColumnTransformer); then the final step's ``encode_items`` turns it
+        into the arrays the item tower (and the exported ``item_tower.onnx``) consumes.
+
+        Parameters
+        ----------
+        items : array-like of item ids, or DataFrame
+            Ids go straight to the final step (the features seen in fit); a frame holds the
+            item id and item feature columns as they enter the pipeline (no user column).
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            Keyed ``"item:<feature>"``, as the final step's ``encode_items`` returns them.
+
+        Examples
+        --------
+        >>> from skdssm import DSSMRecommender
+        >>> from skdssm.datasets import make_interactions
+        >>> from skdssm.pipeline import RecommenderPipeline
+        >>> from skdssm.preprocessing import MultiHotPadder
+        >>> data = make_interactions(n_users=30, n_items=20, interactions_per_user=5,
+        ...                          random_state=0)
+        >>> X, y = data.frame.drop(columns=["label", "rating", "timestamp"]), data.frame["label"]
+        >>> pipe = RecommenderPipeline([
+        ...     ("padder", MultiHotPadder(columns=["tags"], max_len=3)),
+        ...     ("model", DSSMRecommender(hidden_dims=(16,), max_epochs=1, random_state=0)),
+        ... ]).fit(X, y)
+        >>> pipe.encode_items(data["items"].head(2))["item:tags"].shape
+        (2, 3)
+        """
+        check_is_fitted(self)
+        return self._final_estimator.encode_items(self._transform_query(items, "item"))
+
+    @available_if(_final_estimator_has("export_onnx"))
+    def export_onnx(self, directory) -> None:
+        """Write the final step's towers as ONNX graphs (see the final step's ``export_onnx``).
+
+        The graphs cover the towers only. The pipeline's preprocessing steps (a
+        :class:`~skdssm.preprocessing.MultiHotPadder`, a ColumnTransformer's scaler, any other
+        transformer) are not in them, and neither is ``vocabularies.json``'s encoding: a service
+        must apply those steps to the raw rows before encoding them into the graphs' inputs,
+        or, in Python, call :meth:`encode_users` / :meth:`encode_items` on the pipeline, which
+        run the steps and the encoding, and feed the graph what they return.
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Created if needed; receives ``user_tower.onnx``, ``item_tower.onnx`` and
+            ``vocabularies.json``, as the final step writes them.
+
+        Notes
+        -----
+        Needs the ``onnx`` extra (``pip install skdssm[onnx]``).
+        """
+        check_is_fitted(self)
+        self._final_estimator.export_onnx(directory)
 
 
 def make_pipeline(*steps, memory=None, transform_input=None, verbose=False) -> RecommenderPipeline:

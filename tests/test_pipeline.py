@@ -159,10 +159,14 @@ def test_verbs_need_a_fit_and_a_final_step_that_has_them(geo):
     classifier = RecommenderPipeline([("padder", MultiHotPadder(columns=["genres"])),
                                       ("clf", LogisticRegression())])
     for verb in ("predict_topk", "kneighbors", "transform_users", "transform_items",
-                 "similar_items", "index_items", "remove_items", "export_embeddings"):
+                 "similar_items", "index_items", "remove_items", "export_embeddings",
+                 "encode_users", "encode_items", "export_onnx"):
         assert not hasattr(classifier, verb)
-    for verb in ("similar_items", "index_items", "remove_items", "export_embeddings"):
+    for verb in ("similar_items", "index_items", "remove_items", "export_embeddings",
+                 "encode_users", "encode_items", "export_onnx"):
         assert hasattr(geo_pipeline(geo_columns), verb)
+    with pytest.raises(NotFittedError):
+        geo_pipeline(geo_columns).encode_users(users)
 
 
 @pytest.fixture(scope="module", params=["dssm", "retriever"])
@@ -339,6 +343,62 @@ def test_scaled_pipeline_serves_items_frames_with_their_scaled_features(scaled, 
                                model.transform_items(scale_by_hand(scaled, padded)), atol=1e-6)
     np.testing.assert_allclose(scaled.transform_items(frame),
                                model.transform_items(frame["item_id"]), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def scaled_both(movielens_like):
+    """A padder for the item genres and one step scaling the user age and the item year."""
+    X, y, _, _ = movielens_like
+    pipe = scaled_pipeline("both, one step with two entries").fit(X, y)
+    pipe.scaling = "both, one step with two entries"
+    return pipe
+
+
+def assert_same_inputs(got, expected):
+    assert list(got) == list(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_encode_runs_raw_frames_through_the_steps_of_their_side(scaled_both, movielens_like):
+    _, _, users, items = movielens_like
+    pipe, model = scaled_both, scaled_both.named_steps["model"]
+    # Users: the age is scaled (a new age too), the item-side padder is skipped.
+    frame = users.head(5).assign(age=users["age"].head(5) + [0, 30, 0, -5, 0])
+    encoded = pipe.encode_users(frame)
+    assert_same_inputs(encoded, model.encode_users(scale_by_hand(pipe, frame)))
+    assert not np.array_equal(encoded["user:dense"], model.encode_users(frame)["user:dense"])
+    assert_same_inputs(pipe.encode_users(frame["user_id"].to_numpy()),
+                       model.encode_users(frame["user_id"].to_numpy()))
+    # Items: raw genre lists are padded, the year scaled.
+    frame = items.head(6)
+    prepared = scale_by_hand(pipe, pipe.named_steps["padder"].transform(frame))
+    assert_same_inputs(pipe.encode_items(frame), model.encode_items(prepared))
+    assert_same_inputs(pipe.encode_items(frame["item_id"].to_numpy()),
+                       model.encode_items(frame["item_id"].to_numpy()))
+
+
+def run_onnx(path, inputs):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path))
+    assert [node.name for node in session.get_inputs()] == list(inputs)
+    return session.run(None, inputs)[0]
+
+
+def test_export_onnx_towers_serve_the_pipeline_encoded_frames(scaled_both, movielens_like,
+                                                                tmp_path):
+    pytest.importorskip("onnxscript")
+    _, _, users, items = movielens_like
+    pipe = scaled_both
+    pipe.export_onnx(tmp_path)
+    assert {"user_tower.onnx", "item_tower.onnx", "vocabularies.json"} <= {
+        path.name for path in tmp_path.iterdir()}
+    frame = users.head(7).assign(age=users["age"].head(7) + 10)
+    np.testing.assert_allclose(run_onnx(tmp_path / "user_tower.onnx", pipe.encode_users(frame)),
+                               pipe.transform_users(frame), atol=1e-4)
+    frame = items.head(4)
+    np.testing.assert_allclose(run_onnx(tmp_path / "item_tower.onnx", pipe.encode_items(frame)),
+                               pipe.transform_items(frame), atol=1e-4)
 
 
 def test_scaled_pipeline_traces_the_side_of_each_scaler(movielens_like):
