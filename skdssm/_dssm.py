@@ -121,9 +121,12 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         encode it. They enter :meth:`decision_function` and :meth:`predict_proba` only;
         :meth:`predict_topk` and :meth:`kneighbors` rank by the embeddings.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows (stratified), score ROC AUC on them each epoch
-        and stop after ``n_iter_no_change`` epochs without improvement, restoring the best weights
-        (skorch ``EarlyStopping``).
+        Hold out ``validation_fraction`` of the rows (stratified), score them each epoch and stop
+        after ``n_iter_no_change`` epochs without improvement, restoring the best weights (skorch
+        ``EarlyStopping``). With ``ranking_weight > 0`` the watched score is the validation loss
+        (the labelled-pair loss plus the ranking term: both jobs); with ``ranking_weight=0`` it
+        is the validation ROC AUC. ``history_`` records both. The ranking keeps improving long
+        after the ROC AUC has flattened, which is why the AUC alone is not watched.
 
     Attributes
     ----------
@@ -240,8 +243,11 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         seed = self._seed()
         scoring = [("valid_auc", EpochScoring(_valid_roc_auc, lower_is_better=False,
                                               name="valid_auc", use_caching=True))]
+        # With the ranking term the validation loss holds both jobs (labelled pairs and ranking);
+        # the labelled pairs alone are judged by their ROC AUC.
+        monitor = ("valid_loss", True) if self.ranking_weight > 0 else ("valid_auc", False)
         net = self._make_net(
-            PairLoss, self._callbacks("valid_auc", False, scoring), seed,
+            PairLoss, self._callbacks(*monitor, scoring), seed,
             ValidationSplit(self.validation_fraction, seed, stratify=True),
         )
         net.set_params(criterion__loss=self.loss, criterion__ranking_weight=self.ranking_weight)

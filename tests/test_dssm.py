@@ -84,13 +84,19 @@ def test_fit_leaves_global_torch_rng_alone(data):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_early_stopping_records_valid_auc_and_restores_best(data):
+@pytest.mark.parametrize("ranking_weight, watched", [(1.0, "valid_loss"), (0.0, "valid_auc")])
+def test_early_stopping_restores_the_best_epoch_of_the_watched_score(data, ranking_weight,
+                                                                     watched):
+    """The validation loss (both jobs) with the ranking term, the ROC AUC without it."""
     X, y = data
-    model = DSSMRecommender(random_state=0, **dict(FAST, early_stopping=True, max_epochs=30,
-                                                   n_iter_no_change=2)).fit(X, y)
+    model = DSSMRecommender(random_state=0, ranking_weight=ranking_weight, **dict(
+        FAST, early_stopping=True, max_epochs=30, n_iter_no_change=2, lr=2e-2)).fit(X, y)
     aucs = model.history_[:, "valid_auc"]
     assert len(aucs) < 30
     assert all(0.0 <= a <= 1.0 for a in aucs)
+    scores = np.array(model.history_[:, watched])
+    best = scores.argmin() if watched == "valid_loss" else scores.argmax()
+    assert model.best_epoch_ == best + 1
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
@@ -492,7 +498,7 @@ def test_ensemble_recommender_learns(data):
 
 def test_refit_retrains_on_all_rows_for_the_best_epoch(data):
     X, y = data
-    params = dict(FAST, early_stopping=True, max_epochs=20, n_iter_no_change=2)
+    params = dict(FAST, early_stopping=True, max_epochs=20, n_iter_no_change=2, lr=2e-2)
     model = DSSMRecommender(refit=True, random_state=0, **params).fit(X, y)
     assert model.best_epoch_ >= 1 and len(model.history_) == model.best_epoch_
     assert len(model.validation_history_) > model.best_epoch_
