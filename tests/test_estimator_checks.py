@@ -34,8 +34,19 @@ DSSM_LIMITS = {
 }
 
 
+RETRIEVER_LIMITS = {
+    # Run by scikit-learn 1.6 whatever the estimator's input tags say (later releases run it only
+    # for estimators tagged sparse).
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "a sparse X is a users x items matrix whose stored values are the interactions' weights, "
+        "so fit refuses a separate sample_weight with it and says so "
+        "(test_sparse.py::test_sparse_input_errors_name_the_parameter); a weighted matrix fits "
+        "as the weighted frame (test_sparse.py::test_sparse_fit_equals_frame_fit)"),
+}
+
+
 def _expected_failures(estimator) -> dict:
-    return DSSM_LIMITS if isinstance(estimator, DSSMRecommender) else {}
+    return DSSM_LIMITS if isinstance(estimator, DSSMRecommender) else RETRIEVER_LIMITS
 
 
 @parametrize_with_checks([DSSMRecommender(**CHECKED), TwoTowerRetriever(**CHECKED)],
