@@ -16,7 +16,7 @@ from torch import nn
 
 from ._base import TwoTowerBase
 from ._docstrings import fill_shared_parameters
-from ._features import ITEM_LOG_Q, ITEM_POSITION
+from ._features import ITEM_LOG_Q, ITEM_POSITION, N_RESERVED
 from ._skorch import SAMPLE_WEIGHT, ValidationSplit
 from .losses import (
     binary_cross_entropy,
@@ -239,7 +239,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
         arrays = self._fit_encoder(X)
         if sample_weight is not None:
             arrays[SAMPLE_WEIGHT] = _check_sample_weight(sample_weight, X, dtype=np.float32)
-        arrays.update(self._item_columns(X))
+        arrays.update(self._item_columns(arrays))
         seed = self._seed()
         scoring = [("valid_auc", EpochScoring(_valid_roc_auc, lower_is_better=False,
                                               name="valid_auc", use_caching=True))]
@@ -269,12 +269,12 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                 if name in schemas[side].categorical}
         return params
 
-    def _item_columns(self, X: pd.DataFrame) -> dict:
-        """Each row's catalogue position and the log of its item's share of the rows: the ids and
-        the in-batch sampling probabilities the criterion's softmax terms need."""
-        vocabulary = self.feature_encoder_.feature(self.item_col).vocabulary
-        positions = vocabulary.get_indexer(pd.Index(X[self.item_col].to_numpy(dtype=object)))
-        share = np.bincount(positions, minlength=len(vocabulary)) / len(positions)
+    def _item_columns(self, arrays: dict) -> dict:
+        """Each row's catalogue position (from the item id codes the encoder wrote) and the log of
+        its item's share of the rows: the ids and the in-batch sampling probabilities the
+        criterion's softmax terms need."""
+        positions = arrays[f"item:{self.item_col}"] - N_RESERVED
+        share = np.bincount(positions) / len(positions)
         return {ITEM_POSITION: positions.astype(np.int64),
                 ITEM_LOG_Q: np.log(share[positions]).astype(np.float32)}
 
