@@ -24,30 +24,13 @@ import argparse
 import json
 import time
 
-import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from skdssm import DSSMRecommender
-from skdssm._demo import FEATURES, movielens_split
+from skdssm._demo import movielens_split, ranking_split
 from skdssm.baselines import PopularityRecommender
 from skdssm.datasets import fetch_movielens
 from skdssm.metrics import ndcg_at_k, recall_at_k
-from skdssm.model_selection import user_holdout_rows
-
-
-def ranking_split(frame: pd.DataFrame, random_state: int):
-    """Protocol R-labelled: (X_fit, y_fit, test positives)."""
-    frame = frame.sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
-    positive = np.flatnonzero(frame["rating"].to_numpy() >= 4)
-    codes = pd.factorize(frame["user_id"].to_numpy()[positive])[0]
-    _, held = user_holdout_rows(codes, 0.2, np.random.default_rng(random_state), 5)
-    test_rows = positive[held]
-    fit = frame.drop(index=test_rows)
-    test = frame.loc[test_rows, ["user_id", "item_id"]]
-    test = test[test["item_id"].isin(fit["item_id"])]
-    X = fit[[c for c in FEATURES if c in fit.columns]]
-    return X, (fit["rating"] >= 4).astype(int).to_numpy(), test
 
 
 def ranking_scores(model, X, test, k=10):

@@ -19,7 +19,7 @@ from .baselines import PopularityRecommender
 from .datasets import fetch_movielens
 from .estimators import DSSMRecommender
 from .metrics import make_topk_scorer
-from .model_selection import UserHoldoutSplit
+from .model_selection import UserHoldoutSplit, user_holdout_rows
 
 FEATURES = ["user_id", "item_id", "gender", "age", "occupation", "genres"]
 # An epoch over MovieLens-100K takes about 5 s on one thread, so 8 keep the first command near a
@@ -44,6 +44,22 @@ def user_holdout(frame: pd.DataFrame, random_state: int = 0):
     y = (frame["rating"] >= 4).astype(int).to_numpy()
     train, test = next(UserHoldoutSplit(test_size=0.2, random_state=random_state).split(X))
     return (X.iloc[train], y[train]), (X.iloc[test], y[test])
+
+
+def ranking_split(frame: pd.DataFrame, random_state: int = 0):
+    """The ranking protocol on labelled data: per user with >= 5 positives (rating >= 4), a random
+    20% of the positives held out; fit on every other rating row with y = rating >= 4. Returns
+    (X_fit, y_fit, held-out positive (user, item) rows whose item is in the fit rows)."""
+    frame = frame.sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
+    positive = np.flatnonzero(frame["rating"].to_numpy() >= 4)
+    codes = pd.factorize(frame["user_id"].to_numpy()[positive])[0]
+    _, held = user_holdout_rows(codes, 0.2, np.random.default_rng(random_state), 5)
+    test_rows = positive[held]
+    fit = frame.drop(index=test_rows)
+    test = frame.loc[test_rows, ["user_id", "item_id"]]
+    test = test[test["item_id"].isin(fit["item_id"])]
+    X = fit[[c for c in FEATURES if c in fit.columns]]
+    return X, (fit["rating"] >= 4).astype(int).to_numpy(), test
 
 
 def _print_recommendations(model, frame, X_train, y_train, users, titles, k=10) -> None:

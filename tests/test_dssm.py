@@ -331,22 +331,13 @@ def test_movielens_100k_defaults_rank_the_catalogue_well_ahead_of_popularity(mov
     """Issue 19's ranking protocol: 20% of each user's positives held out, the model fit on every
     other rating row (liked and disliked), all items ranked excluding what the user rated.
     Measured 0.313 (popularity 0.188, the labelled-pairs-only model 0.076)."""
-    from skdssm._demo import FEATURES
+    from skdssm._demo import ranking_split
     from skdssm.baselines import PopularityRecommender
     from skdssm.datasets import fetch_movielens
     from skdssm.metrics import recall_at_k
-    from skdssm.model_selection import user_holdout_rows
 
     frame = fetch_movielens("100k", data_home=movielens_home, download=False).frame
-    frame = frame.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    positive = np.flatnonzero(frame["rating"].to_numpy() >= 4)
-    _, held = user_holdout_rows(pd.factorize(frame["user_id"].to_numpy()[positive])[0], 0.2,
-                                np.random.default_rng(0), 5)
-    fit = frame.drop(index=positive[held])
-    test = frame.loc[positive[held], ["user_id", "item_id"]]
-    test = test[test["item_id"].isin(fit["item_id"])]
-    X, y = fit[FEATURES], (fit["rating"] >= 4).to_numpy()
+    X, y, test = ranking_split(frame, random_state=0)
     users = test["user_id"].unique()
     model = DSSMRecommender(random_state=0).fit(X, y)
     recall = recall_at_k(test, model.predict_topk(users, k=10), users=users)
