@@ -156,7 +156,9 @@ def mask_logits(
         # Unmask each row's positive in a copy (cheaper than a (B, C) one-hot).
         mask = mask.clone()
         mask[torch.arange(len(mask), device=mask.device), positive_columns.long()] = False
-    return logits.masked_fill(mask, _masked_value(logits.dtype))
+    # One pass over (B, C) (masked_fill copies, then fills).
+    return torch.where(mask, torch.tensor(_masked_value(logits.dtype), dtype=logits.dtype,
+                                          device=logits.device), logits)
 
 
 def remove_accidental_hits(

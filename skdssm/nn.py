@@ -100,8 +100,9 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0 or (
                 x.device.type != "cpu" and getattr(_thread_rng, "generator", None) is None):
             return super().forward(x)
-        keep = _rand(x.shape, x.device, x.dtype if x.is_floating_point() else torch.float32)
-        return x * (keep >= self.p) / (1.0 - self.p)
+        # In place on the draws: 1 / (1 - p) where kept, 0 where dropped; one product with x.
+        scale = _rand(x.shape, x.device, x.dtype if x.is_floating_point() else torch.float32)
+        return x * scale.ge_(self.p).mul_(1.0 / (1.0 - self.p))
 
 
 def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=0.0,
@@ -403,11 +404,11 @@ class TwoTowerModule(nn.Module):
     def score_matrix(self, user_embeddings: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Logits of users against candidates: shared candidates (C, d) give (B, C); per-row
         candidates (B, N, d) give (B, N). Same scale and bias as :meth:`score`."""
+        # The temperature scales the (B, d) operand, not the (B, C) product.
+        queries = user_embeddings / self.temperature
         if candidates.dim() == 2:
-            dots = user_embeddings @ candidates.T
-        else:
-            dots = torch.einsum("bd,bnd->bn", user_embeddings, candidates)
-        return dots / self.temperature + self.bias
+            return torch.addmm(self.bias, queries, candidates.T)
+        return torch.einsum("bd,bnd->bn", queries, candidates) + self.bias
 
     def pair_offsets(self, batch: dict):
         """The id biases of each pair of a batch, (B,), summed (0 without ``id_biases``). They enter
