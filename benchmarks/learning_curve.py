@@ -39,9 +39,11 @@ class TestRecall(Callback):
         # predict_topk needs a finished fit: rank with the inputs the estimator has stored by
         # now (under early stopping, bags built from its training rows) and the current towers.
         model = self.model
-        rows = pd.Index(model.user_ids_).get_indexer(self.users)
-        queries = embed(net.module_.user_tower,
-                        {key: value[rows] for key, value in model.user_inputs_.items()}, net.device)
+        net.module_.eval()  # serving's mode (no dropout); the next training step switches back
+        # The users' stored inputs completed by the batch transform that gathers their
+        # histories (bags, sequences or profiles), as serving does.
+        inputs, rows, transform, _ = model._user_queries(self.users)
+        queries = embed(net.module_.user_tower, inputs, net.device, transform)
         items = embed(net.module_.item_tower, model.item_inputs_, net.device)
         _, top = exact_topk(queries, items, self.k, exclude=model.seen_items_[rows])
         top = np.asarray(model.item_ids_)[top]
