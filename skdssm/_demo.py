@@ -113,7 +113,7 @@ def main(argv=None) -> None:
           f"the library defaults (loss={model.loss!r} plus a ranking term with "
           f"ranking_weight={model.ranking_weight}, id_biases={model.id_biases}, "
           f"batch_size={model.batch_size}, early "
-          f"stopping on a 10% validation split) with {budget}.\n")
+          f"stopping on a {model.validation_fraction:.0%} validation split) with {budget}.\n")
     start = time.perf_counter()
     model.fit(X_train, y_train)
     seconds = time.perf_counter() - start

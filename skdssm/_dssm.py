@@ -184,7 +184,7 @@ class DSSMRecommender(ClassifierMixin, TwoTowerBase):
                  activate_output=False, normalize=True, temperature=0.1, ensemble_size=1,
                  n_heads=2, n_attention_layers=1, max_sequence_length=50, loss="bce",
                  ranking_weight=1.0, id_biases=True, max_epochs=40, batch_size=512, lr=3e-3,
-                 optimizer="adam", weight_decay=0.0, early_stopping=True, validation_fraction=0.1,
+                 optimizer="adam", weight_decay=0.0, early_stopping=True, validation_fraction=0.05,
                  n_iter_no_change=3, refit=False, lr_schedule=None, callbacks=None, id_dropout=0.0,
                  mixed_precision=None, gradient_checkpointing=False, distributed=False, verbose=0,
                  device="cpu", index="auto", random_state=None):

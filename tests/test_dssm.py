@@ -150,7 +150,7 @@ def test_sample_weights_equal_repeated_rows_with_the_same_ids(data):
 def test_tiny_data_under_early_stopping_says_what_is_too_small():
     X = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": [1, 2, 1, 2, 1, 2]})
     y = np.array([1, 1, 1, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"validation_fraction=0\.1 of the 6 rows stratified by "
+    with pytest.raises(ValueError, match=r"validation_fraction=0\.05 of the 6 rows stratified by "
                                          r"label, label counts 0: 1, 1: 5.*early_stopping=False"):
         DSSMRecommender(hidden_dims=(8,), max_epochs=1).fit(X, y)
     DSSMRecommender(hidden_dims=(8,), max_epochs=1, early_stopping=False).fit(X, y)
