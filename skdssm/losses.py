@@ -156,9 +156,9 @@ def mask_logits(
         # Unmask each row's positive in a copy (cheaper than a (B, C) one-hot).
         mask = mask.clone()
         mask[torch.arange(len(mask), device=mask.device), positive_columns.long()] = False
-    # One pass over (B, C) (masked_fill copies, then fills).
-    return torch.where(mask, torch.tensor(_masked_value(logits.dtype), dtype=logits.dtype,
-                                          device=logits.device), logits)
+    # One pass over (B, C) (masked_fill copies, then fills); a Python scalar keeps the logits'
+    # dtype and needs no tensor (on CUDA, no host-to-device copy per call).
+    return torch.where(mask, _masked_value(logits.dtype), logits)
 
 
 def remove_accidental_hits(
