@@ -34,6 +34,9 @@ N_RESERVED = 2
 HISTORY = "history"  # behaviour sequence, a padded block of item codes
 HISTORY_BAG = "history_bag"  # bag of items, flat item codes ...
 OFFSETS = ":offsets"  # ... with the start of each row's bag under "<key>:offsets"
+# ... and, in training batches on the CPU, the transpose of the bags' mean-pooling matrix (for
+# each embedding row, the batch rows that pool it and their weights) under "<key>" + each suffix:
+POOLING_TRANSPOSE = (":pooled_rows", ":pooled_offsets", ":pooled_weights")
 PROFILE = "profile"  # mean content features of the user's items (float)
 # Per-row bookkeeping read by the batch transforms and the loss, never by a tower:
 USER_POSITION = "meta:user"  # position in the user vocabulary (-1: unknown)

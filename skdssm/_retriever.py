@@ -379,16 +379,21 @@ class TwoTowerRetriever(TwoTowerBase):
             )
         return columns
 
-    def _user_inputs(self, histories: UserHistories,
-                     profiles: UserProfiles | None = None) -> UserInputs | None:
+    def _user_inputs(self, histories: UserHistories, profiles: UserProfiles | None = None, *,
+                     training: bool = False) -> UserInputs | None:
         """The batch transform that gathers the users' generated inputs from ``histories``
-        (``profiles``: their profile sums; by default computed from ``histories``)."""
+        (``profiles``: their profile sums; by default computed from ``histories``). Training
+        batches on the CPU also carry the bags' transposed pooling matrix, for the backward pass
+        (on CUDA, ``embedding_bag``'s own backward is kept)."""
         if self.user_representation == "id":
             return None
         if self.user_representation == "profile" and profiles is None:
             profiles = UserProfiles.of(histories, self.profiles_)
+        bag_codes = (len(self.item_ids_) + N_RESERVED if training and self.user_representation
+                     == "bag" and torch.device(self._device()).type == "cpu" else None)
         return UserInputs(self.user_representation, histories, bag_size=self.history_bag_size,
-                          sequence_length=self.max_sequence_length, profiles=profiles)
+                          sequence_length=self.max_sequence_length, profiles=profiles,
+                          bag_codes=bag_codes)
 
     def _module_params(self) -> dict:
         params = super()._module_params()
@@ -604,7 +609,8 @@ class TwoTowerRetriever(TwoTowerBase):
         if self.distributed:
             # Same frequency tables on every rank, but each rank draws its own negatives.
             self.sampler_.generator_ = check_generator(rank_seed(seed))
-        transform = Compose([self._user_inputs(train_histories, getattr(self, "profiles_", None)),
+        transform = Compose([self._user_inputs(train_histories, getattr(self, "profiles_", None),
+                                               training=True),
                              DrawCandidates(
             self.sampler_, self.item_inputs_, shared_columns=self.loss == "softmax",
             log_q=self.logq_correction, user_log_q=self.loss == "softmax" and self.symmetric

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._features import CANDIDATES, OFFSETS, OOV, PAD, PROFILE, TowerSchema
+from ._features import CANDIDATES, OFFSETS, OOV, PAD, POOLING_TRANSPOSE, PROFILE, TowerSchema
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -135,15 +135,48 @@ def make_mlp(in_dim: int, dims, *, activation="relu", batch_norm=False, dropout=
 
 
 def pooled_mean(embedding: nn.Embedding, codes: torch.Tensor,
-                offsets: torch.Tensor | None = None) -> torch.Tensor:
+                offsets: torch.Tensor | None = None, transpose=None) -> torch.Tensor:
     """Mean embedding of each row's codes, padding (code 0) left out; zeros for an empty row.
 
     ``codes`` is a (B, L) padded block, or flat codes with ``offsets`` (B,) marking where each
     row starts (a ragged bag). ``embedding_bag`` pools without a (B, L, dim) tensor.
+    ``transpose`` (with ``offsets``): the transposed pooling matrix of the bags, the three
+    arrays of :func:`skdssm._history.bag_pooling_transpose`; the backward pass then pools the
+    gradient with it (:class:`_BagMean`).
     """
     if _is_exporting():
         return _pooled_mean_in_onnx_ops(embedding.weight, codes, offsets)
+    if transpose is not None and offsets is not None and torch.is_grad_enabled():
+        return _BagMean.apply(embedding.weight, codes, offsets, *transpose)
     return F.embedding_bag(codes, embedding.weight, offsets, mode="mean", padding_idx=PAD)
+
+
+class _BagMean(torch.autograd.Function):
+    """Mean-pooled bags whose weight gradient is pooled by embedding row.
+
+    Forward: ``embedding_bag(codes, weight, offsets, mode="mean")``, the mean over each bag's
+    codes, which is ``P @ weight`` for the bags' pooling matrix ``P``. Backward: ``P.T @ grad``
+    as one more ``embedding_bag``, over the batch rows that pool each code (the transpose of
+    ``P``, built by the batch loader). Same values as ``embedding_bag``'s own backward, which
+    sorts the codes first: on the CPU that sort and the scatter after it were a fifth of a
+    retriever training step, ten times what this backward costs (benchmarks/RESULTS.md
+    section 7).
+    """
+
+    @staticmethod
+    def forward(ctx, weight, codes, offsets, rows, code_offsets, row_weights):
+        if len(code_offsets) != weight.shape[0]:
+            raise ValueError(f"The pooling transpose covers {len(code_offsets)} codes, but the "
+                             f"embedding has {weight.shape[0]} rows.")
+        ctx.save_for_backward(rows, code_offsets, row_weights)
+        return F.embedding_bag(codes, weight, offsets, mode="mean", padding_idx=PAD)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, code_offsets, row_weights = ctx.saved_tensors
+        weight_grad = F.embedding_bag(rows, grad, code_offsets, mode="sum",
+                                      per_sample_weights=row_weights.to(grad.dtype))
+        return weight_grad, None, None, None, None, None
 
 
 def _is_exporting() -> bool:
@@ -319,7 +352,9 @@ class Tower(nn.Module):
                  for n, emb in zip(self.categorical_names, self.categorical)]
         for name, emb in zip(self.multi_names, self.multi):
             key = self._key(name)
-            parts.append(pooled_mean(emb, inputs[key], inputs.get(key + OFFSETS)))
+            transpose = (None if key + POOLING_TRANSPOSE[0] not in inputs
+                         else [inputs[key + suffix] for suffix in POOLING_TRANSPOSE])
+            parts.append(pooled_mean(emb, inputs[key], inputs.get(key + OFFSETS), transpose))
         for name, encoder in zip(self.sequence_names, self.sequences):
             parts.append(self._run(encoder, inputs[self._key(name)]))
         if self.dense is not None:

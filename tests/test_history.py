@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,10 +14,12 @@ from skdssm._features import (
     LEAVE_ONE_OUT,
     N_RESERVED,
     PAD,
+    POOLING_TRANSPOSE,
     PROFILE,
     USER_POSITION,
 )
-from skdssm._history import UserHistories, UserInputs, UserProfiles
+from skdssm._history import UserHistories, UserInputs, UserProfiles, bag_pooling_transpose
+from skdssm.nn import pooled_mean
 from skdssm.preprocessing import HistoryBuilder, UserProfileEncoder
 
 
@@ -143,3 +146,57 @@ def test_storage_grows_with_the_events_not_a_width():
     assert len(histories.items) == 5000
     assert histories.nbytes == 8 * (101 + 5000 + 5000)
     assert histories.lengths().tolist() == np.bincount(users, minlength=100).tolist()
+
+
+def dense_pooling(codes, offsets, n_codes) -> np.ndarray:
+    """P[i, c]: the share of code c in row i's bag (padding left out), written out row by row."""
+    pooling = np.zeros((len(offsets), n_codes))
+    for row, part in enumerate(np.split(np.asarray(codes), np.asarray(offsets)[1:])):
+        part = part[part != PAD]
+        for code in part:
+            pooling[row, code] += 1.0 / len(part)
+    return pooling
+
+
+def dense_transpose(rows, code_offsets, weights, n_rows) -> np.ndarray:
+    transpose = np.zeros((len(code_offsets), n_rows))
+    for code, part in enumerate(np.split(np.arange(len(rows)), code_offsets[1:])):
+        np.add.at(transpose[code], rows[part], weights[part])
+    return transpose
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_logs(), st.integers(0, 6))
+def test_training_bags_carry_the_transpose_of_their_pooling_matrix(case, width):
+    log, n_users, n_items = case
+    n_codes = n_items + N_RESERVED
+    gather = UserInputs("bag", histories_of(log, n_users), bag_size=width, bag_codes=n_codes)
+    rows = {USER_POSITION: log["user"].to_numpy(), ITEM_POSITION: log["item"].to_numpy()}
+    arrays = gather.arrays(rows)
+    key = f"user:{HISTORY_BAG}"
+    transpose = [arrays[key + suffix] for suffix in POOLING_TRANSPOSE]
+    expected = dense_pooling(arrays[key], arrays[key + ":offsets"], n_codes)
+    np.testing.assert_allclose(dense_transpose(*transpose, len(log)), expected.T, rtol=1e-6)
+    # Serving batches (no bag_codes) carry only the bags.
+    assert not set(UserInputs("bag", gather.histories, bag_size=width).arrays(rows)) - {
+        key, key + ":offsets"}
+
+
+def test_pooled_mean_with_the_transpose_has_embedding_bags_values_and_gradient():
+    # Bags with a repeated code, padding, an empty bag and a bag of padding only.
+    codes = torch.tensor([3, 3, 5, PAD, 2, 7, 7, 7, PAD])
+    offsets = torch.tensor([0, 4, 4, 8])
+    n_codes = 9
+    embedding = torch.nn.Embedding(n_codes, 4, padding_idx=PAD)
+    grad = torch.randn(len(offsets), 4, generator=torch.Generator().manual_seed(0))
+    transpose = [torch.from_numpy(a) for a in bag_pooling_transpose(codes.numpy(),
+                                                                    offsets.numpy(), n_codes)]
+    fused = pooled_mean(embedding, codes, offsets, transpose)
+    (fused * grad).sum().backward()
+    fused_grad, embedding.weight.grad = embedding.weight.grad.clone(), None
+    reference = pooled_mean(embedding, codes, offsets)
+    (reference * grad).sum().backward()
+    torch.testing.assert_close(fused, reference)
+    torch.testing.assert_close(fused_grad, embedding.weight.grad)
+    assert fused_grad[3].abs().sum() > 0 and (fused_grad[[PAD, 1, 4]] == 0).all()
+    assert (fused[[1, 3]] == 0).all()  # the empty bag and the bag of padding pool to zeros

@@ -87,6 +87,43 @@ def test_history_bag_learns_and_serves_each_users_positives(data):
     assert model.predict_topk([10_000], k=5).shape == (1, 5)
 
 
+def test_bag_gradient_through_the_pooling_transpose_trains_the_same_model(data, monkeypatch):
+    """On the CPU the training batches carry the transposed pooling matrix of the bags and the
+    backward pass pools the gradient with it; the model trained is embedding_bag's own."""
+    from skdssm import _history
+
+    train, _ = data
+    params = dict(FAST, max_epochs=2, history_bag_size=20, random_state=0)
+    built = []
+    original = _history.bag_pooling_transpose
+
+    def recording(*args):
+        built.append(len(args[0]))
+        return original(*args)
+
+    monkeypatch.setattr(_history, "bag_pooling_transpose", recording)
+    fast = TwoTowerRetriever(**params).fit(train)
+    assert built  # the training batches did carry the transpose
+    monkeypatch.setattr(_history.UserInputs, "__init__", _without_bag_codes(
+        _history.UserInputs.__init__))
+    reference = TwoTowerRetriever(**params).fit(train)
+    reference_state = reference.net_.module_.state_dict()
+    for name, value in fast.net_.module_.state_dict().items():
+        if name == "bias":
+            # The global bias shifts every logit of a softmax row alike: its gradient is zero
+            # up to float rounding, which AdamW's normalised steps turn into a random walk.
+            continue
+        torch.testing.assert_close(value, reference_state[name], rtol=1e-4, atol=1e-5, msg=name)
+    np.testing.assert_array_equal(fast.predict_topk([1, 2, 3], k=5),
+                                  reference.predict_topk([1, 2, 3], k=5))
+
+
+def _without_bag_codes(init):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, "bag_codes": None})
+    return wrapped
+
+
 def test_history_bag_keeps_the_most_recent_items(data):
     train, _ = data
     model = TwoTowerRetriever(history_bag_size=3, random_state=0,
