@@ -14,9 +14,10 @@ Nothing in this module knows about towers, samplers or indexes. Every loss retur
 scalar: the mean of per-row losses, or with ``weight`` (B,) the weighted mean
 ``sum(weight * row_loss) / sum(|weight|)`` (0 for a batch whose weights are all 0).
 
-:func:`retrieval_softmax_loss` chains the transforms and the softmax, as the ``Retrieval``
-task does; the estimators call it and the pairwise losses with the scores, log q and ids that
-the model and the batch loader computed.
+:func:`retrieval_softmax_loss` computes the same chain and the softmax, as the ``Retrieval``
+task does, with the log q correction and both masks folded into one additive offset (one pass
+over the (B, C) logits, none in the backward pass); the estimators call it and the pairwise
+losses with the scores, log q and ids that the model and the batch loader computed.
 """
 
 from __future__ import annotations
@@ -348,17 +349,43 @@ def retrieval_softmax_loss(
     True
     """
     columns = _positive_columns_or_diagonal(logits, None)
+    rows = torch.arange(len(columns), device=logits.device)
     _check_shape(positive_ids, (logits.shape[0],), "positive_ids")
     _check_shape(candidate_ids, (logits.shape[1],), "candidate_ids")
-    if log_q is not None:
-        logits = logq_correction(logits, log_q)
-    # One mask for both kinds of non-negatives (as remove_accidental_hits then mask_logits
-    # would apply them), so the (B, C) logits are filled once.
-    mask = positive_ids[:, None] == candidate_ids[None, :]
     if known_mask is not None:
         _check_shape(known_mask, tuple(logits.shape), "known_mask")
-        mask = mask | known_mask
-    return sampled_softmax_loss(mask_logits(logits, mask, columns), columns, weight)
+    if log_q is not None:
+        log_q = torch.as_tensor(log_q, dtype=logits.dtype, device=logits.device)
+        _check_shape(log_q, (logits.shape[1],), "log_q")
+    # A transposed view (the item-to-user half of the symmetric softmax reads the user-to-item
+    # scores that way) is worked on in its own layout, the softmax running down its columns:
+    # elementwise passes over a transposed (B, C) block are several times slower.
+    transposed = logits.stride(0) == 1 and logits.stride(1) != 1
+    if transposed:
+        logits, rows, columns = logits.T, columns, rows
+        positive_ids, candidate_ids = candidate_ids, positive_ids
+        known_mask = None if known_mask is None else known_mask.T
+    # One mask for both kinds of non-negatives (as remove_accidental_hits then mask_logits
+    # would apply them), each row's own positive kept.
+    mask = positive_ids[:, None] == candidate_ids[None, :]
+    if known_mask is not None:
+        mask |= known_mask
+    mask[rows, columns] = False
+    # The logQ correction and the mask as one additive offset, built without autograd and added
+    # in one pass: the same logits as logq_correction then mask_logits (a masked entry is
+    # _masked_value plus a logit, which rounds to _masked_value), but no masked select, which
+    # mispredicts on masks as dense as known positives (a fifth of the batch on MovieLens),
+    # and nothing to do in the backward pass.
+    offset = mask.to(logits.dtype)
+    if log_q is None:
+        offset.mul_(_masked_value(logits.dtype))
+    else:
+        log_q = log_q[:, None] if transposed else log_q
+        offset = torch.add(-log_q, offset, alpha=_masked_value(logits.dtype))
+    logits = torch.add(offset, logits)
+    if not transposed:
+        return sampled_softmax_loss(logits, columns, weight)
+    return _weighted_mean(-torch.log_softmax(logits, dim=0)[rows, columns], weight)
 
 
 def infonce_loss(

@@ -13,6 +13,7 @@ from skdssm.losses import (
     logq_correction,
     mask_logits,
     remove_accidental_hits,
+    retrieval_softmax_loss,
     sampled_softmax_loss,
     split_logits,
 )
@@ -304,3 +305,57 @@ def test_a_batch_of_zero_weights_contributes_nothing_instead_of_nan():
     # Mixed signs divide by the absolute total, so a near-zero sum cannot blow the loss up.
     mixed = sampled_softmax_loss(logits.detach(), weight=torch.tensor([1.0, -1.0]))
     assert torch.isfinite(mixed)
+
+
+# --- the retriever's softmax: logQ, accidental hits and known positives in one pass --------
+
+
+def _composed_retrieval_loss(logits, positive_ids, candidate_ids, log_q, known_mask):
+    """The same loss from the documented building blocks, one after the other."""
+    corrected = logq_correction(logits, log_q) if log_q is not None else logits
+    mask = positive_ids[:, None] == candidate_ids[None, :]
+    if known_mask is not None:
+        mask = mask | known_mask
+    return sampled_softmax_loss(mask_logits(corrected, mask, torch.arange(len(logits))))
+
+
+def test_retrieval_softmax_loss_hand_value_with_log_q_hit_and_known_positive():
+    # Row 0: positive item 7 (column 0); column 1 is item 7 again (an accidental hit), column 2
+    # a known positive of the row, column 3 the only negative. log q is subtracted per column.
+    logits = torch.tensor([[2.0, 5.0, 4.0, 1.0]])
+    log_q = torch.tensor([math.log(0.5), math.log(0.5), math.log(0.1), math.log(0.25)])
+    known = torch.tensor([[True, False, True, False]])
+    loss = retrieval_softmax_loss(logits, torch.tensor([7]), torch.tensor([7, 7, 3, 4]),
+                                  log_q=log_q, known_mask=known)
+    expected = softmax_nll(2.0 - math.log(0.5), 1.0 - math.log(0.25))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("with_log_q", [False, True])
+def test_retrieval_softmax_loss_equals_the_composed_building_blocks(transposed, with_log_q):
+    generator = torch.Generator().manual_seed(0)
+    n = 6
+    scores = torch.randn(n, n, generator=generator) * 5
+    ids = torch.tensor([0, 1, 1, 2, 3, 3])
+    known = torch.rand(n, n, generator=generator) < 0.3
+    log_q = torch.log(torch.rand(n, generator=generator)) if with_log_q else None
+    if transposed:  # the item-to-user half of the symmetric softmax passes a transposed view
+        scores, known = scores.T, known.T
+    fused = scores.clone().requires_grad_()
+    reference = scores.clone().requires_grad_()
+    loss = retrieval_softmax_loss(fused, ids, ids, log_q=log_q, known_mask=known)
+    expected = _composed_retrieval_loss(reference, ids, ids, log_q, known)
+    loss.backward()
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(fused.grad, reference.grad)
+    assert (fused.grad[known & ~torch.eye(n, dtype=torch.bool)] == 0).all()
+
+
+def test_retrieval_softmax_loss_is_finite_in_bf16():
+    logits = torch.randn(4, 4, dtype=torch.bfloat16) * 10
+    ids = torch.arange(4)
+    known = torch.ones(4, 4, dtype=torch.bool)  # every other column masked
+    loss = retrieval_softmax_loss(logits, ids, ids, log_q=torch.zeros(4), known_mask=known)
+    assert torch.isfinite(loss) and loss.item() == 0.0
