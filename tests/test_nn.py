@@ -47,6 +47,32 @@ def test_dropout_position(position):
         assert kinds == ["Linear", "BatchNorm1d", "Tanh", "Dropout"] * 2 + ["Linear"]
 
 
+@pytest.mark.parametrize("activation", ["relu", "elu", "leaky_relu", "silu", "tanh"])
+@pytest.mark.parametrize("position, batch_norm, activate_output", [
+    ("after", False, False), ("before", True, False), ("after", True, True)])
+def test_in_place_activations_give_the_out_of_place_values_and_gradients(
+        activation, position, batch_norm, activate_output):
+    torch.manual_seed(0)
+    mlp = make_mlp(6, (16, 16, 4), activation=activation, batch_norm=batch_norm,
+                   dropout_position=position, activate_output=activate_output)
+    reference = make_mlp(6, (16, 16, 4), activation=activation, batch_norm=batch_norm,
+                         dropout_position=position, activate_output=activate_output)
+    reference.load_state_dict(mlp.state_dict())
+    for layer in reference:  # the same modules, computing out of place
+        if hasattr(layer, "inplace"):
+            layer.inplace = False
+    assert any(getattr(layer, "inplace", False) for layer in mlp) == (activation != "tanh")
+    x = torch.randn(32, 6)
+    x_fast, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = mlp(x_fast), reference(x_reference)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(x_fast.grad, x_reference.grad)
+    for (name, a), b in zip(mlp.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
 def test_masked_mean_ignores_padding_and_gives_zeros_for_empty_rows():
     values = torch.tensor([[[1.0], [3.0], [100.0]], [[5.0], [7.0], [9.0]]])
     mask = torch.tensor([[True, True, False], [False, False, False]])
