@@ -2,8 +2,9 @@
 
 Fits the model for one epoch (so the net, its loader transforms and optimizer exist), then runs one
 more epoch over the same loader by hand, timing each phase of every step: slicing the batch and
-gathering the users' histories (``UserInputs``), drawing negatives with their log q and masks
-(``DrawCandidates``), the forward pass with the loss, the backward pass and the optimizer step.
+each of the loader's transforms (gathering the users' histories, ``UserInputs``; drawing
+negatives with their log q and masks, ``DrawCandidates``), the forward pass with the loss, the
+backward pass and the optimizer step.
 
 Usage::
 
@@ -28,6 +29,9 @@ from skorch.callbacks import Callback
 from sweep_retriever import load_split
 
 
+PHASES = {"UserInputs": "gather histories", "DrawCandidates": "sample negatives"}
+
+
 class Capture(Callback):
     """Keeps the training arrays skorch is given (the estimator does not store them)."""
 
@@ -40,7 +44,6 @@ def profile(model: TwoTowerRetriever, train) -> dict:
     model.set_params(max_epochs=1, callbacks=[("capture", capture)]).fit(train)
     net = model.net_
     transforms = net.get_params()["iterator_train__transform"].transforms
-    gather, draw = transforms if len(transforms) == 2 else (None, transforms[0])
     loader = BatchLoader(InteractionDataset(capture.X, capture.y), batch_size=model.batch_size,
                          shuffle=True, seed=0)
     module, criterion, optimizer = net.module_, net.criterion_, net.optimizer_
@@ -50,12 +53,11 @@ def profile(model: TwoTowerRetriever, train) -> dict:
     start = clock()
     for batch, target in loader:
         seconds["slice rows"] += clock() - start
-        start = clock()
-        batch = gather(batch) if gather is not None else batch
-        seconds["gather histories"] += clock() - start
-        start = clock()
-        batch = draw(batch)
-        seconds["sample negatives"] += clock() - start
+        for transform in transforms:
+            start = clock()
+            batch = transform(batch)
+            seconds[PHASES.get(type(transform).__name__, type(transform).__name__)] += (
+                clock() - start)
         start = clock()
         optimizer.zero_grad()
         loss = criterion(module(**batch), target, batch, module)
