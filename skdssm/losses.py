@@ -348,8 +348,7 @@ def retrieval_softmax_loss(
     >>> round(loss.item(), 4) == round(math.log(1 + math.exp(-2.0)), 4)
     True
     """
-    columns = _positive_columns_or_diagonal(logits, None)
-    rows = torch.arange(len(columns), device=logits.device)
+    diagonal = _positive_columns_or_diagonal(logits, None)  # row i's positive is column i
     _check_shape(positive_ids, (logits.shape[0],), "positive_ids")
     _check_shape(candidate_ids, (logits.shape[1],), "candidate_ids")
     if known_mask is not None:
@@ -362,7 +361,7 @@ def retrieval_softmax_loss(
     # elementwise passes over a transposed (B, C) block are several times slower.
     transposed = logits.stride(0) == 1 and logits.stride(1) != 1
     if transposed:
-        logits, rows, columns = logits.T, columns, rows
+        logits = logits.T
         positive_ids, candidate_ids = candidate_ids, positive_ids
         known_mask = None if known_mask is None else known_mask.T
     # One mask for both kinds of non-negatives (as remove_accidental_hits then mask_logits
@@ -370,7 +369,7 @@ def retrieval_softmax_loss(
     mask = positive_ids[:, None] == candidate_ids[None, :]
     if known_mask is not None:
         mask |= known_mask
-    mask[rows, columns] = False
+    mask[diagonal, diagonal] = False
     # The logQ correction and the mask as one additive offset, built without autograd and added
     # in one pass: the same logits as logq_correction then mask_logits (a masked entry is
     # _masked_value plus a logit, which rounds to _masked_value), but no masked select, which
@@ -384,8 +383,8 @@ def retrieval_softmax_loss(
         offset = torch.add(-log_q, offset, alpha=_masked_value(logits.dtype))
     logits = torch.add(offset, logits)
     if not transposed:
-        return sampled_softmax_loss(logits, columns, weight)
-    return _weighted_mean(-torch.log_softmax(logits, dim=0)[rows, columns], weight)
+        return sampled_softmax_loss(logits, diagonal, weight)
+    return _weighted_mean(-torch.log_softmax(logits, dim=0).diagonal(), weight)
 
 
 def infonce_loss(
