@@ -293,13 +293,12 @@ def bag_pooling_transpose(codes: np.ndarray, offsets: np.ndarray, n_codes: int) 
         ``P[row, code]`` of each entry (``1 / bag length``).
     """
     codes = np.asarray(codes, dtype=np.int64)
-    lengths = np.diff(np.append(offsets, len(codes)))
+    indptr = np.append(offsets, len(codes)).astype(np.int64)
     valid = codes != PAD
-    rows = np.repeat(np.arange(len(offsets)), lengths)
+    rows = np.repeat(np.arange(len(offsets)), np.diff(indptr))
     counts = np.bincount(rows, weights=valid, minlength=len(offsets))
     weights = (1.0 / np.maximum(counts, 1))[rows] * valid
-    pooling = sp.csr_matrix((weights.astype(np.float32), codes,
-                             np.append(offsets, len(codes)).astype(np.int64)),
+    pooling = sp.csr_matrix((weights.astype(np.float32), codes, indptr),
                             shape=(len(offsets), n_codes))
     transpose = pooling.tocsc()  # the CSR arrays of P.T, by a counting pass (no sort)
     return (transpose.indices.astype(np.int64), transpose.indptr[:-1].astype(np.int64),
